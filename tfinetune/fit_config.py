@@ -1,0 +1,276 @@
+"""`FitConfig`: every option of `tfinetune fit`, validated before any training starts."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+from typing import Mapping
+
+import yaml
+
+from tfinetune.errors import ConfigError
+from tfinetune.model_source import DEFAULT_MODEL
+
+logger = logging.getLogger(__name__)
+
+SCHEDULES = ("linear", "cosine", "polynomial", "exponential", "constant")
+TASKS = ("text-classification",)
+
+# Names users bring from Hugging Face `TrainingArguments` / the example scripts → our names.
+ALIASES = {
+    "num_train_epochs": "epochs",
+    "per_device_train_batch_size": "batch_size",
+    "per_device_eval_batch_size": "eval_batch_size",
+    "lr_scheduler_type": "schedule",
+    "model_name_or_path": "model",
+    "train_file": "train",
+    "validation_file": "validation",
+    "max_seq_length": "max_length",
+}
+# Hugging Face scheduler names → ours.
+SCHEDULE_ALIASES = {"constant_with_warmup": "constant"}
+
+
+@dataclasses.dataclass(frozen=True)
+class FitConfig:
+    """Options of one fine-tuning run.
+
+    Args:
+        train: Training file (CSV, TSV, JSONL or Parquet).
+        output_dir: Where the fine-tuned model, labels, metrics and logs are written.
+        model: Hugging Face model name or local directory of the pretrained model.
+        validation: Optional validation file, same format rules as `train`.
+        text_column: Column holding the text.
+        text_pair_column: Optional second text column (sentence-pair tasks).
+        label_column: Column holding the label (strings or integers).
+        max_length: Tokens per example after truncation.
+        epochs: Passes over the training data.
+        batch_size: Training batch size.
+        eval_batch_size: Validation batch size.
+        learning_rate: Peak learning rate, reached after warmup.
+        warmup_ratio: Fraction of the total steps spent warming up linearly.
+        warmup_steps: Warmup steps; overrides `warmup_ratio` when set.
+        schedule: Decay after warmup: linear, cosine, polynomial, exponential or constant.
+        poly_power: Power of the polynomial schedule (1.0 = linear).
+        weight_decay: Decoupled (AdamW) weight decay, not applied to biases and LayerNorm.
+        max_grad_norm: Global gradient-norm clipping; 0 disables clipping.
+        seed: Seed for initialisation, shuffling and dropout.
+        save_steps: Back up the training state every this many steps (and at each epoch end),
+            so that re-running the same command resumes after a crash.
+        overwrite_output_dir: Replace a finished run in `output_dir` instead of refusing.
+        task: The fine-tuning task; only `text-classification` for now.
+    """
+
+    train: str
+    output_dir: str
+    model: str = DEFAULT_MODEL
+    validation: str | None = None
+    text_column: str = "text"
+    text_pair_column: str | None = None
+    label_column: str = "label"
+    max_length: int = 128
+    epochs: int = 3
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    learning_rate: float = 5e-5
+    warmup_ratio: float = 0.1
+    warmup_steps: int | None = None
+    schedule: str = "linear"
+    poly_power: float = 1.0
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    seed: int = 42
+    save_steps: int = 500
+    overwrite_output_dir: bool = False
+    task: str = "text-classification"
+
+    def __post_init__(self):
+        for name in ("model", "train", "output_dir", "text_column", "label_column"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise ConfigError(
+                    f"Option '{name}' must be a non-empty string. Received: {name}={value!r}"
+                )
+        _check_number(self, "max_length", int, minimum=2)
+        _check_number(self, "epochs", int, minimum=1)
+        _check_number(self, "batch_size", int, minimum=1)
+        _check_number(self, "eval_batch_size", int, minimum=1)
+        _check_number(self, "learning_rate", float, minimum=0.0, exclusive=True)
+        _check_number(self, "warmup_ratio", float, minimum=0.0)
+        if self.warmup_ratio >= 1.0:
+            raise ConfigError(
+                "Option 'warmup_ratio' must be in [0, 1): the fraction of training spent "
+                f"warming up. Received: warmup_ratio={self.warmup_ratio!r}"
+            )
+        if self.warmup_steps is not None:
+            _check_number(self, "warmup_steps", int, minimum=0)
+        _check_number(self, "poly_power", float, minimum=0.0, exclusive=True)
+        _check_number(self, "weight_decay", float, minimum=0.0)
+        _check_number(self, "max_grad_norm", float, minimum=0.0)
+        _check_number(self, "seed", int, minimum=0)
+        _check_number(self, "save_steps", int, minimum=1)
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(
+                f"Unknown learning-rate schedule. Expected one of {list(SCHEDULES)}. "
+                f"Received: schedule={self.schedule!r}"
+            )
+        if self.task not in TASKS:
+            raise ConfigError(
+                f"Unsupported task. Expected one of {list(TASKS)}. Received: task={self.task!r}"
+            )
+        columns = [self.text_column, self.label_column]
+        if self.text_pair_column is not None:
+            columns.append(self.text_pair_column)
+        if len(set(columns)) != len(columns):
+            raise ConfigError(
+                "The text, text-pair and label columns must be different columns. "
+                f"Received: text_column={self.text_column!r}, "
+                f"text_pair_column={self.text_pair_column!r}, label_column={self.label_column!r}"
+            )
+
+    # === Construction ===
+
+    @classmethod
+    def from_options(
+        cls, options: Mapping[str, Any], config_file: str | Path | None = None
+    ) -> "FitConfig":
+        """Builds a config from a config file (optional) overridden by explicit options.
+
+        Options whose value is `None` count as "not given". The config file is YAML (our option
+        names, dashes or underscores) or a Hugging Face `TrainingArguments`-style JSON.
+        """
+        values: dict[str, Any] = {}
+        if config_file is not None:
+            values.update(load_config_file(config_file))
+        values.update({k: v for k, v in normalise_keys(options, source="option").items()
+                       if v is not None})
+        missing = [name for name in ("train", "output_dir") if not values.get(name)]
+        if missing:
+            flags = ", ".join("--" + name.replace("_", "-") for name in missing)
+            raise ConfigError(
+                f"Missing required option(s) {flags}: give them on the command line or in "
+                f"--config. Received: {', '.join(f'{m}=None' for m in missing)}"
+            )
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "FitConfig":
+        return cls(**load_config_file(path))
+
+    def training_differences(self, other: "FitConfig") -> dict[str, tuple[Any, Any]]:
+        """Fields that change what is trained (everything but bookkeeping options)."""
+        ignored = {"overwrite_output_dir", "save_steps"}
+        return {
+            field.name: (getattr(self, field.name), getattr(other, field.name))
+            for field in dataclasses.fields(self)
+            if field.name not in ignored and getattr(self, field.name) != getattr(other, field.name)
+        }
+
+
+def _check_number(config: FitConfig, name: str, kind: type, minimum: float,
+                  exclusive: bool = False) -> None:
+    value = getattr(config, name)
+    if kind is int and isinstance(value, float) and value.is_integer():
+        value = int(value)
+        object.__setattr__(config, name, value)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+        object.__setattr__(config, name, value)
+    expected = "an integer" if kind is int else "a number"
+    bound = f"> {minimum}" if exclusive else f">= {minimum}"
+    if isinstance(value, bool) or not isinstance(value, kind) or (
+        kind is float and not math.isfinite(value)
+    ):
+        raise ConfigError(f"Option '{name}' must be {expected} {bound}. Received: {name}={value!r}")
+    if value < minimum or (exclusive and value == minimum):
+        raise ConfigError(f"Option '{name}' must be {bound}. Received: {name}={value!r}")
+
+
+def normalise_keys(values: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """Maps dashed and Hugging Face names onto FitConfig field names."""
+    fields = {field.name for field in dataclasses.fields(FitConfig)}
+    result: dict[str, Any] = {}
+    for key, value in values.items():
+        name = str(key).replace("-", "_")
+        name = ALIASES.get(name, name)
+        if name not in fields:
+            raise ConfigError(
+                f"Unknown option in {source}. Expected one of {sorted(fields)} "
+                f"(or a Hugging Face TrainingArguments name). Received: {key!r}"
+            )
+        if name == "schedule" and isinstance(value, str):
+            value = SCHEDULE_ALIASES.get(value, value)
+        if name in result and result[name] != value:
+            raise ConfigError(
+                f"Option '{name}' is given twice with different values in {source}. "
+                f"Received: {result[name]!r} and {value!r} (as {key!r})"
+            )
+        result[name] = value
+    return result
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Reads a YAML config (our option names) or a `TrainingArguments`-style JSON."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"Config file not found. Received: --config {path}")
+    suffix = path.suffix.lower()
+    try:
+        text = path.read_text(encoding="utf-8")
+        if suffix == ".json":
+            data = json.loads(text)
+        elif suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text)
+        else:
+            raise ConfigError(
+                "Unsupported config file type. Expected .yaml, .yml or .json. "
+                f"Received: {path.name}"
+            )
+    except (json.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError) as error:
+        raise ConfigError(f"Cannot parse config file {path}: {error}") from error
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"Config file {path} must hold a mapping of option names to values. "
+            f"Received: a {type(data).__name__}"
+        )
+    if suffix == ".json":
+        data = _from_training_arguments(data, path)
+    return normalise_keys(data, source=str(path))
+
+
+def _from_training_arguments(data: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Keeps the `TrainingArguments` keys that mean something here; logs the ones ignored."""
+    ours = {field.name for field in dataclasses.fields(FitConfig)}
+    known_here = ours | set(ALIASES)
+    unknown = [key for key in data if key.replace("-", "_") not in known_here]
+    if not unknown:
+        return data
+    from tfinetune import _environment  # noqa: F401
+    from transformers import TrainingArguments
+
+    hf_fields = {field.name for field in dataclasses.fields(TrainingArguments)}
+    ignored = [key for key in unknown if key in hf_fields]
+    rejected = [key for key in unknown if key not in hf_fields]
+    if rejected:
+        raise ConfigError(
+            f"Unknown option(s) in {path}: neither tfinetune options nor TrainingArguments "
+            f"fields. Expected one of {sorted(ours)}. Received: {rejected}"
+        )
+    result = {key: value for key, value in data.items() if key not in ignored}
+    # TrainingArguments dumps warmup_steps=0 to mean "use warmup_ratio".
+    if result.get("warmup_steps") == 0:
+        result.pop("warmup_steps")
+    logger.info("Ignoring TrainingArguments fields tfinetune does not use: %s", ", ".join(ignored))
+    return result
