@@ -1,0 +1,5 @@
+"""Small hand-written sentiment data set (negative/positive reviews) for the demo and smoke tests."""
+
+from pathlib import Path
+
+DEMO_DIR = Path(__file__).parent
