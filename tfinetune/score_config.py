@@ -1,0 +1,85 @@
+"""`ScoreConfig`: the options of `tfinetune score`, validated before anything is read or sent."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from tfinetune.errors import ConfigError
+from tfinetune.errors import DataError
+from tfinetune.table_reader import table_format
+
+DEFAULT_SERVER = "localhost:8500"
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoreConfig:
+    """Options of one bulk-scoring run.
+
+    Args:
+        input: File to score: `.csv`, `.tsv`, `.jsonl`/`.json` or `.parquet`.
+        output: Where to write the scored rows; the format follows its extension (same set).
+        model_name: Name of the model on the server.
+        server: gRPC target of the model server, `HOST:PORT`.
+        text_column: Input column holding the text.
+        text_pair_column: Optional input column holding the second text (pair models).
+        label_column: Optional input column with true labels; enables metrics.
+        batch_size: Rows per Predict request.
+        concurrency: Requests in flight at once.
+        timeout: Seconds per request attempt.
+        retries: Retries of a request that fails with UNAVAILABLE (done by the client).
+        signature_name: Signature to call.
+        model_version: Pin a model version; None = the server's latest.
+
+    Raises:
+        ConfigError: An option is out of range or options conflict.
+    """
+
+    input: Path
+    output: Path
+    model_name: str
+    server: str = DEFAULT_SERVER
+    text_column: str = "text"
+    text_pair_column: str | None = None
+    label_column: str | None = None
+    batch_size: int = 64
+    concurrency: int = 4
+    timeout: float = 30.0
+    retries: int = 3
+    signature_name: str = "serving_default"
+    model_version: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "input", Path(self.input))
+        object.__setattr__(self, "output", Path(self.output))
+        for name in ("model_name", "server", "text_column", "signature_name"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise ConfigError(f"Expected a non-empty {name}. Received: {name}={value!r}")
+        _at_least("batch_size", self.batch_size, 1)
+        _at_least("concurrency", self.concurrency, 1)
+        _at_least("retries", self.retries, 0)
+        if self.model_version is not None:
+            _at_least("model_version", self.model_version, 1)
+        if not self.timeout > 0:
+            raise ConfigError(
+                f"Expected a positive timeout in seconds. Received: timeout={self.timeout!r}")
+        if self.text_pair_column is not None and self.text_pair_column == self.text_column:
+            raise ConfigError(
+                "Expected different text and text pair columns. Received: "
+                f"text_column={self.text_column!r}, text_pair_column={self.text_pair_column!r}"
+            )
+        try:
+            table_format(self.output)
+        except DataError as error:
+            raise ConfigError(f"Output: {error}") from None
+        if self.input.resolve() == self.output.resolve():
+            raise ConfigError(
+                f"The output would overwrite the input file {self.input}. "
+                "Expected a different --output path."
+            )
+
+
+def _at_least(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"Expected an integer {name} >= {minimum}. Received: {name}={value!r}")

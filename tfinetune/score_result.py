@@ -1,0 +1,66 @@
+"""`ScoreResult`: what a bulk-scoring run did (counts, speed, metrics)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from tfinetune.classification_metrics import ClassificationMetrics
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoreResult:
+    """The outcome of `BatchScorer.score`.
+
+    Attributes:
+        output: The file written.
+        labels: The model's label names (class-id order).
+        rows: Rows written (every input row, scored or failed).
+        failed: Rows written with an `error`.
+        seconds: Wall-clock time of the run.
+        label_column: The true-label column, or None when metrics were not asked for.
+        metrics: Metrics over the rows with a prediction and a known true label; None without
+            `label_column` or when no row qualifies.
+        excluded_failed: Rows left out of the metrics because they failed.
+        excluded_unknown_label: Rows left out because their true label is empty or not one of
+            `labels`.
+        unknown_label_examples: Up to 5 distinct such true labels, for the report.
+        first_error: The first row error message, or None.
+    """
+
+    output: Path
+    labels: list[str]
+    rows: int
+    failed: int
+    seconds: float
+    label_column: str | None = None
+    metrics: ClassificationMetrics | None = None
+    excluded_failed: int = 0
+    excluded_unknown_label: int = 0
+    unknown_label_examples: list[str] = dataclasses.field(default_factory=list)
+    first_error: str | None = None
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def evaluated(self) -> int:
+        """Rows that count in the metrics."""
+        return self.metrics.support if self.metrics is not None else 0
+
+    def metrics_dict(self) -> dict[str, Any]:
+        """The metrics (if any) with the row counts behind them, JSON-ready."""
+        data: dict[str, Any] = {
+            "label_column": self.label_column,
+            "rows": self.rows,
+            "failed": self.failed,
+            "evaluated": self.evaluated,
+            "excluded_failed": self.excluded_failed,
+            "excluded_unknown_label": self.excluded_unknown_label,
+            "unknown_label_examples": list(self.unknown_label_examples),
+        }
+        if self.metrics is not None:
+            data.update(self.metrics.as_dict())
+        return data
