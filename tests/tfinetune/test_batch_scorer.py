@@ -53,7 +53,14 @@ class FakeClient:
         self.max_in_flight = 0
         self.texts_received = 0
         self.on_call = None
+        self.closed = False
         self._lock = threading.Lock()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.closed = True
 
     def label_names(self):
         if self.label_error:

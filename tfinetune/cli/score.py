@@ -1,0 +1,162 @@
+"""`tfinetune score`: score a data file in bulk through a running model server."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from tfinetune.batch_scorer import ERROR_COLUMN
+from tfinetune.batch_scorer import BatchScorer
+from tfinetune.errors import ConfigError
+from tfinetune.errors import TfinetuneError
+from tfinetune.score_config import DEFAULT_SERVER
+from tfinetune.score_config import ScoreConfig
+from tfinetune.score_result import ScoreResult
+
+logger = logging.getLogger(__name__)
+
+
+@click.command("score", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("input_file", metavar="INPUT", type=click.Path(dir_okay=False))
+@click.option("--server", default=DEFAULT_SERVER, show_default=True, metavar="HOST:PORT",
+              help="gRPC address of the model server.")
+@click.option("--model-name", required=True, metavar="NAME", help="Model name on the server.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), metavar="OUT",
+              help="Output file: .csv, .tsv, .jsonl or .parquet (by extension).")
+@click.option("--text-column", default="text", show_default=True, help="Input text column.")
+@click.option("--text-pair-column", help="Second text column, for sentence-pair models.")
+@click.option("--label-column",
+              help="Column of true labels: print accuracy, precision, recall, F1 and the "
+                   "confusion matrix at the end.")
+@click.option("--batch-size", type=int, default=64, show_default=True,
+              help="Rows per Predict request.")
+@click.option("--concurrency", type=int, default=4, show_default=True,
+              help="Requests in flight at once.")
+@click.option("--timeout", type=float, default=30.0, show_default=True,
+              help="Seconds per request attempt.")
+@click.option("--retries", type=int, default=3, show_default=True,
+              help="Retries of a request the server could not take (UNAVAILABLE).")
+@click.option("--signature-name", default="serving_default", show_default=True,
+              help="Signature of the model to call.")
+@click.option("--model-version", type=int, help="Model version to use. [default: latest]")
+@click.option("--metrics-json", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Also write the metrics as JSON (needs --label-column).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary on stderr.")
+def command(input_file, output, metrics_json, quiet, **options) -> None:
+    """Score INPUT (CSV, TSV, JSON Lines or Parquet) through a model server into OUT.
+
+    Streams INPUT in batches, with several requests in flight, and writes every input row, in
+    input order, with all its columns plus `label` (or `predicted_label` when INPUT already
+    has a `label` column), one `prob_<label>` column per label, and `error`. A row whose
+    request fails after retries is written with `error` set ("CODE: message") and no
+    prediction; in CSV/TSV `error` is empty for scored rows, in JSON Lines the key is present
+    only on failed rows. OUT appears only once complete.
+
+    Exits with status 1 when any row failed.
+
+    \b
+    tfinetune score reviews.csv --server localhost:8500 --model-name sentiment \\
+        --output scored.csv --label-column label --metrics-json metrics.json
+    """
+    try:
+        config = ScoreConfig(input=Path(input_file), output=Path(output), **options)
+        if metrics_json and config.label_column is None:
+            raise ConfigError("--metrics-json needs --label-column (the column of true labels).")
+        scorer = BatchScorer(config)  # checks INPUT and its columns before contacting the server
+    except TfinetuneError as error:
+        raise click.ClickException(str(error)) from error
+
+    from serving.serving_error import ServingError
+
+    try:
+        with _make_client(config) as client, _progress_bar(scorer.total_rows, quiet) as bar:
+            result = scorer.score(client, progress=bar.update)
+    except (TfinetuneError, ServingError) as error:
+        raise click.ClickException(str(error)) from error
+
+    if not quiet:
+        click.echo(_summary(result), err=True)
+    if config.label_column is not None:
+        click.echo(_metrics_report(result))
+        if metrics_json:
+            _write_json(Path(metrics_json), result.metrics_dict())
+    if result.failed:
+        raise click.ClickException(
+            f"{result.failed} of {result.rows} rows failed; they are in {result.output} with "
+            f"the {ERROR_COLUMN!r} column set. First error: {result.first_error}"
+        )
+
+
+def _make_client(config: ScoreConfig):
+    """The gRPC client of the model server (imported here: `serving` imports TensorFlow)."""
+    import serving
+
+    return serving.Client(
+        config.server,
+        config.model_name,
+        signature_name=config.signature_name,
+        version=config.model_version,
+        timeout=config.timeout,
+        retries=config.retries,
+    )
+
+
+@contextlib.contextmanager
+def _progress_bar(total: int | None, quiet: bool):
+    from tqdm import tqdm
+
+    disable = quiet or not _is_terminal(sys.stderr)
+    with tqdm(total=total, desc="Scoring", unit=" rows", file=sys.stderr, disable=disable,
+              dynamic_ncols=True, smoothing=0.1) as bar:
+        yield bar
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _summary(result: ScoreResult) -> str:
+    return (
+        f"Scored {result.rows} rows in {result.seconds:.1f} s "
+        f"({result.rows_per_second:.0f} rows/s): {result.rows - result.failed} ok, "
+        f"{result.failed} failed. Output: {result.output}"
+    )
+
+
+def _metrics_report(result: ScoreResult) -> str:
+    excluded = []
+    if result.excluded_failed:
+        excluded.append(f"{result.excluded_failed} failed")
+    if result.excluded_unknown_label:
+        excluded.append(
+            f"{result.excluded_unknown_label} with an empty label or one the model does not "
+            f"know (e.g. {', '.join(result.unknown_label_examples)}; model labels: "
+            f"{result.labels})"
+        )
+    excluded_text = f"; excluded: {', '.join(excluded)}" if excluded else ""
+    if result.metrics is None:
+        return (
+            f"No metrics: no row has both a prediction and a known label in column "
+            f"{result.label_column!r}{excluded_text}."
+        )
+    return (
+        f"Metrics against column {result.label_column!r} "
+        f"({result.evaluated} of {result.rows} rows{excluded_text}):\n\n"
+        + result.metrics.format_text()
+    )
+
+
+def _write_json(path: Path, data: dict) -> None:
+    try:
+        path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    except OSError as error:
+        raise click.ClickException(
+            f"Cannot write the metrics to {path}: {error.strerror or error}") from error
