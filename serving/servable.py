@@ -1,0 +1,404 @@
+"""`Servable`: one loaded version of a model, run the way TF Serving's SavedModelBundle runs it.
+
+The SavedModel is loaded into its own `tf.Graph` and `tf.compat.v1.Session` (so TF1- and
+TF2-era SavedModels both work), and a request runs the session with the signature's tensor
+names as feeds and fetches. Like the C++ server it does not check shapes: requests go through a
+session callable, which skips the Python `Session.run` feed-shape check.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import grpc
+import numpy as np
+
+from serving import tensor_codec
+from serving.serving_error import ServingError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SIGNATURE = "serving_default"  # kDefaultServingSignatureDefKey
+_MAX_CACHED_CALLABLES = 64
+_tensorflow_text_imported = False
+_import_lock = threading.Lock()
+
+
+def _import_tensorflow_text() -> None:
+    """Registers the TF Text ops (tokenizers inside SavedModels need them to load)."""
+    global _tensorflow_text_imported
+    with _import_lock:
+        if _tensorflow_text_imported:
+            return
+        try:
+            import tensorflow_text  # noqa: F401
+        except ImportError as error:  # the server still serves models without TF Text ops
+            logger.warning("tensorflow_text could not be imported (%s); SavedModels that use "
+                           "its ops will fail to load.", error)
+        _tensorflow_text_imported = True
+
+
+def _load_error(error: Exception) -> ServingError:
+    """The status of a failed load, with the code the C++ loader would report."""
+    import tensorflow as tf
+
+    if isinstance(error, tf.errors.OpError):
+        return ServingError.from_op_error(error)
+    message = str(error) or type(error).__name__
+    if isinstance(error, (OSError, RuntimeError)) and (
+            "does not exist" in message or "could not be found" in message):
+        return ServingError(grpc.StatusCode.NOT_FOUND, message)
+    if isinstance(error, OSError):
+        return ServingError(grpc.StatusCode.DATA_LOSS, message)
+    return ServingError(grpc.StatusCode.INTERNAL, f"{type(error).__name__}: {message}")
+
+
+def _join(keys) -> str:
+    return ",".join(sorted(keys))
+
+
+def _shape(array: np.ndarray) -> str:
+    """A shape as `TensorShape::DebugString` writes it: `[2,3]`."""
+    return "[" + ",".join(str(size) for size in array.shape) + "]"
+
+
+def _dtype_name(array: np.ndarray) -> str:
+    """The `DataType` enum name of an array's dtype, e.g. `DT_INT64`."""
+    import tensorflow as tf
+    from tensorflow.core.framework import types_pb2
+
+    return types_pb2.DataType.Name(tf.as_dtype(array.dtype).as_datatype_enum)
+
+
+class Servable:
+    """A loaded model version: its session, signatures and the Predict/Classify/Regress logic.
+
+    Build it with `Servable.load`. Every method is thread-safe; `Session.run` releases the GIL,
+    so requests on one servable run concurrently.
+
+    Attributes:
+        name: The model name.
+        version: The version number (the name of its directory under the base path).
+        path: The version directory.
+    """
+
+    def __init__(self, name: str, version: int, path: Path, session, meta_graph_def) -> None:
+        from tensorflow_serving.apis import get_model_metadata_pb2
+
+        self.name = name
+        self.version = version
+        self.path = path
+        self._session = session
+        self._signatures = dict(meta_graph_def.signature_def)
+        self._signature_def_map = get_model_metadata_pb2.SignatureDefMap()
+        for key, signature in self._signatures.items():
+            self._signature_def_map.signature_def[key].CopyFrom(signature)
+        self._callables: collections.OrderedDict = collections.OrderedDict()
+        self._callables_lock = threading.Lock()
+        self._users = 0
+        self._users_changed = threading.Condition()
+
+    @classmethod
+    def load(cls, name: str, version: int, path: str | Path,
+             tags: Sequence[str] = ("serve",)) -> "Servable":
+        """Loads `path` (a SavedModel directory) into a new graph and session.
+
+        Raises:
+            ServingError: the load failed; its code is the loader's status code.
+        """
+        import tensorflow as tf
+
+        _import_tensorflow_text()
+        path = Path(path)
+        graph = tf.Graph()
+        config = tf.compat.v1.ConfigProto(allow_soft_placement=True)
+        session = tf.compat.v1.Session(graph=graph, config=config)
+        try:
+            with graph.as_default():
+                meta_graph_def = tf.compat.v1.saved_model.loader.load(
+                    session, set(tags), str(path))
+        except Exception as error:  # noqa: BLE001  (any loader failure becomes a status)
+            session.close()
+            raise _load_error(error) from error
+        graph.finalize()
+        return cls(name, version, path, session, meta_graph_def)
+
+    @property
+    def signature_def_map(self):
+        """All signatures as a `SignatureDefMap` (what GetModelMetadata returns)."""
+        return self._signature_def_map
+
+    # -- reference counting: a version is unloaded only once no request uses it ---------------
+
+    def acquire(self) -> None:
+        with self._users_changed:
+            self._users += 1
+
+    def release(self) -> None:
+        with self._users_changed:
+            self._users -= 1
+            self._users_changed.notify_all()
+
+    def close(self) -> None:
+        """Waits for the requests running on this version, then closes its session."""
+        with self._users_changed:
+            self._users_changed.wait_for(lambda: self._users == 0)
+        with self._callables_lock:
+            self._callables.clear()
+        self._session.close()
+
+    # -- Predict --------------------------------------------------------------------------------
+
+    def predict(self, request):
+        """Runs a `PredictRequest` (TF Serving's `RunPredict`)."""
+        from tensorflow_serving.apis import predict_pb2
+
+        signature_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
+        signature = self._signatures.get(signature_name)
+        if signature is None:
+            raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
+                               f'Serving signature key "{signature_name}" not found.')
+        self._verify_inputs_size(signature, request.inputs)
+        feed_names, feed_values = self._input_values(signature, request.inputs)
+        aliases, fetch_names = self._outputs(signature, request.output_filter)
+        outputs = self._run(feed_names, feed_values, fetch_names)
+
+        response = predict_pb2.PredictResponse()
+        response.model_spec.name = request.model_spec.name
+        response.model_spec.signature_name = signature_name
+        response.model_spec.version.value = self.version
+        for alias, value in zip(aliases, outputs):
+            response.outputs[alias].CopyFrom(tensor_codec.to_tensor_proto(value))
+        return response
+
+    @staticmethod
+    def _verify_inputs_size(signature, request_inputs: Mapping) -> None:
+        """TF Serving's `VerifyRequestInputsSize`, same text."""
+        sent, expected = len(request_inputs), len(signature.inputs)
+        if sent > expected or (sent < expected and not signature.defaults):
+            request_keys, signature_keys = set(request_inputs), set(signature.inputs)
+            raise ServingError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"input size does not match signature: {sent}!={expected} "
+                f"len({{{_join(request_keys)}}}) != len({{{_join(signature_keys)}}}). "
+                f"Sent extra: {{{_join(request_keys - signature_keys)}}}. "
+                f"Missing but required: {{{_join(signature_keys - request_keys)}}}.")
+
+    @staticmethod
+    def _input_values(signature, request_inputs: Mapping) -> tuple[list[str], list[np.ndarray]]:
+        """TF's `saved_model::GetInputValues`: request tensors, else signature defaults."""
+        feed_names, feed_values, seen = [], [], set()
+        for alias in sorted(signature.inputs):
+            feed_name = signature.inputs[alias].name
+            if alias in request_inputs:
+                proto = request_inputs[alias]
+                seen.add(alias)
+            elif alias in signature.defaults:
+                proto = signature.defaults[alias]
+            else:
+                raise ServingError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"Signature input alias: {alias}(feed name: {feed_name}) not found in "
+                    f"request and no default value provided. Inputs expected to be in the "
+                    f"request {{{_join(request_inputs)}}}, or default input alias set: "
+                    f"{_join(signature.defaults)}")
+            try:
+                value = tensor_codec.to_ndarray(proto)
+            except ValueError:
+                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                                   f"tensor parsing error: {alias}") from None
+            feed_names.append(feed_name)
+            feed_values.append(value)
+        if request_inputs and len(seen) != len(request_inputs):
+            raise ServingError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"Inputs contains invalid name. Used request inputs: {_join(seen)}, "
+                f"request input: {_join(request_inputs)}")
+        return feed_names, feed_values
+
+    @staticmethod
+    def _outputs(signature, output_filter: Sequence[str]) -> tuple[list[str], list[str]]:
+        """Output aliases and tensor names to fetch (all outputs when the filter is empty)."""
+        aliases, seen = [], set()
+        for alias in output_filter:
+            if alias not in signature.outputs:
+                raise ServingError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"output tensor alias not found in signature: {alias} Outputs expected to "
+                    f"be in the set {{{_join(signature.outputs)}}}.")
+            if alias in seen:
+                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                                   f"duplicate output tensor alias: {alias}")
+            seen.add(alias)
+            aliases.append(alias)
+        if not aliases:
+            aliases = sorted(signature.outputs)
+        return aliases, [signature.outputs[alias].name for alias in aliases]
+
+    # -- Classify / Regress ---------------------------------------------------------------------
+
+    def classify(self, request):
+        """Runs a `ClassificationRequest` (TF Serving's SavedModel classifier)."""
+        from tensorflow_serving.apis import classification_pb2
+
+        signature_name, signature = self._example_signature(request.model_spec)
+        if len(signature.inputs) != 1:
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "Expected one input Tensor.")
+        if len(signature.outputs) not in (1, 2):
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"Expected one or two output Tensors, found "
+                               f"{len(signature.outputs)}")
+        if "inputs" not in signature.inputs:
+            raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
+                               f"No classification inputs found in SignatureDef: {signature}")
+        if "classes" not in signature.outputs and "scores" not in signature.outputs:
+            raise ServingError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                'Expected classification signature outputs to contain at least one of '
+                f'"classes" or "scores". Signature was: {signature}')
+        aliases = [alias for alias in ("classes", "scores") if alias in signature.outputs]
+        examples = self._serialized_examples(request.input)
+        outputs = dict(zip(aliases, self._run(
+            [signature.inputs["inputs"].name], [examples],
+            [signature.outputs[alias].name for alias in aliases])))
+
+        classes, scores = outputs.get("classes"), outputs.get("scores")
+        num_examples = len(examples)
+        for alias, value, dtype in (("classes", classes, np.object_),
+                                    ("scores", scores, np.float32)):
+            if value is None:
+                continue
+            if value.ndim != 2:
+                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                                   f"Expected Tensor shape: [batch_size num_classes] but got "
+                                   f"{_shape(value)}")
+            if value.dtype != dtype:
+                expected = "DT_STRING" if alias == "classes" else "DT_FLOAT"
+                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                                   f"Expected {alias} Tensor of {expected}. Got: "
+                                   f"{_dtype_name(value)}")
+            if value.shape[0] != num_examples:
+                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                                   f"Expected {alias} output batch size of {num_examples}. "
+                                   f"Got: {value.shape[0]}")
+        if classes is not None and scores is not None and classes.shape[1] != scores.shape[1]:
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"Tensors class and score should match in dim_size(1). Got "
+                               f"{classes.shape[1]} vs. {scores.shape[1]}")
+        num_classes = (classes if classes is not None else scores).shape[1]
+
+        response = classification_pb2.ClassificationResponse()
+        self._echo_model_spec(request.model_spec, signature_name, response.model_spec)
+        for i in range(num_examples):
+            classifications = response.result.classifications.add()
+            for c in range(num_classes):
+                cls = classifications.classes.add()
+                if classes is not None:
+                    cls.label = classes[i, c].decode("utf-8", errors="replace")
+                if scores is not None:
+                    cls.score = float(scores[i, c])
+        return response
+
+    def regress(self, request):
+        """Runs a `RegressionRequest` (TF Serving's SavedModel regressor)."""
+        from tensorflow_serving.apis import regression_pb2
+
+        signature_name, signature = self._example_signature(request.model_spec)
+        if len(signature.inputs) != 1:
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "Expected one input Tensor.")
+        if len(signature.outputs) != 1:
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "Expected one output Tensor.")
+        if "inputs" not in signature.inputs:
+            raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
+                               f"No regression inputs found in SignatureDef: {signature}")
+        if "outputs" not in signature.outputs:
+            raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
+                               f"No regression outputs found in SignatureDef: {signature}")
+        examples = self._serialized_examples(request.input)
+        (value,) = self._run([signature.inputs["inputs"].name], [examples],
+                             [signature.outputs["outputs"].name])
+        num_examples = len(examples)
+        if not (value.ndim == 1 or (value.ndim == 2 and value.shape[1] == 1)):
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"Expected output Tensor shape to be either [batch_size] or "
+                               f"[batch_size, 1] but got {list(value.shape)}")
+        if value.shape[0] != num_examples:
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"Input batch size did not match output batch size: "
+                               f"{num_examples} vs. {value.shape[0]}")
+        if value.dtype != np.float32:
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"Expected output Tensor of DT_FLOAT.  Got: {_dtype_name(value)}")
+        response = regression_pb2.RegressionResponse()
+        self._echo_model_spec(request.model_spec, signature_name, response.model_spec)
+        for number in value.ravel().tolist():
+            response.result.regressions.add().value = number
+        return response
+
+    def _example_signature(self, model_spec):
+        signature_name = model_spec.signature_name or DEFAULT_SIGNATURE
+        signature = self._signatures.get(signature_name)
+        if signature is None:
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"No signature was found with the name: {signature_name}")
+        return signature_name, signature
+
+    @staticmethod
+    def _serialized_examples(model_input) -> np.ndarray:
+        """TF Serving's `InputToSerializedExampleTensor` (context bytes prefixed)."""
+        kind = model_input.WhichOneof("kind")
+        if kind == "example_list":
+            examples = [e.SerializeToString() for e in model_input.example_list.examples]
+        elif kind == "example_list_with_context":
+            with_context = model_input.example_list_with_context
+            context = with_context.context.SerializeToString()
+            examples = [context + e.SerializeToString() for e in with_context.examples]
+        else:
+            examples = []
+        if not examples:
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "Input is empty.")
+        array = np.empty(len(examples), dtype=object)
+        array[:] = examples
+        return array
+
+    def _echo_model_spec(self, model_spec, signature_name: str, target) -> None:
+        target.name = model_spec.name
+        target.signature_name = signature_name
+        target.version.value = self.version
+
+    # -- running the session --------------------------------------------------------------------
+
+    def _run(self, feed_names: list[str], feed_values: list[np.ndarray],
+             fetch_names: list[str]) -> list[np.ndarray]:
+        """Runs the session; maps TF runtime errors to their status code."""
+        import tensorflow as tf
+
+        unique_fetches = sorted(set(fetch_names))
+        try:
+            run = self._callable(tuple(feed_names), tuple(unique_fetches))
+            values = run(*feed_values)
+        except tf.errors.OpError as error:
+            raise ServingError.from_op_error(error) from error
+        by_name = dict(zip(unique_fetches, values))
+        return [by_name[name] for name in fetch_names]
+
+    def _callable(self, feed_names: tuple[str, ...], fetch_names: tuple[str, ...]):
+        """A cached session callable for these feeds and fetches (no Python shape checks)."""
+        from tensorflow.core.protobuf import config_pb2
+
+        key = (feed_names, fetch_names)
+        with self._callables_lock:
+            run = self._callables.get(key)
+            if run is not None:
+                self._callables.move_to_end(key)
+                return run
+            options = config_pb2.CallableOptions(feed=list(feed_names), fetch=list(fetch_names))
+            run = self._session._make_callable_from_options(options)
+            self._callables[key] = run
+            if len(self._callables) > _MAX_CACHED_CALLABLES:
+                self._callables.popitem(last=False)
+            return run

@@ -1,0 +1,187 @@
+"""`Server`: a gRPC model server speaking TensorFlow Serving's API.
+
+Registers `tensorflow.serving.PredictionService` (Predict, Classify, Regress,
+GetModelMetadata), `tensorflow.serving.ModelService` (GetModelStatus), the standard gRPC health
+service and server reflection. Models are loaded before the port is bound, like
+`tensorflow_model_server`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from concurrent import futures
+from pathlib import Path
+from typing import Mapping
+
+import grpc
+from grpc_health.v1 import health
+from grpc_health.v1 import health_pb2
+from grpc_health.v1 import health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from tensorflow_serving.apis import model_service_pb2
+from tensorflow_serving.apis import model_service_pb2_grpc
+from tensorflow_serving.apis import prediction_service_pb2
+from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+from serving.model_manager import ModelManager
+from serving.model_servicer import ModelServicer
+from serving.prediction_servicer import PredictionServicer
+from serving.serving_error import ServingError
+from serving.version_policy import VersionPolicy
+
+logger = logging.getLogger(__name__)
+
+_MAX_MESSAGE_LENGTH = 2**31 - 1  # TF Serving: builder.SetMaxMessageSize(INT32_MAX)
+_PREDICTION_SERVICE = prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"]
+_MODEL_SERVICE = model_service_pb2.DESCRIPTOR.services_by_name["ModelService"]
+# The overall status (""), TF Serving's own names, and the fully qualified service names.
+_HEALTH_NAMES = ("", "ModelService", "PredictionService", _MODEL_SERVICE.full_name,
+                 _PREDICTION_SERVICE.full_name)
+
+
+def _address(host: str, port: int) -> str:
+    if ":" in host and not host.startswith("["):  # IPv6 literal
+        host = f"[{host}]"
+    return f"{host}:{port}"
+
+
+class Server:
+    """A TensorFlow-Serving-compatible gRPC model server.
+
+    Example:
+        server = Server({"default": "/models/sentiment"}, port=0).start()
+        print(server.port)
+        server.stop(grace=10)
+
+    Args:
+        models: Model name -> base path; the base path holds one SavedModel per integer-named
+            version directory (`BASE/1/saved_model.pb`).
+        host: Interface to listen on (TF Serving listens on 0.0.0.0; the default here is
+            local only).
+        port: gRPC port; 0 picks a free one (read it from `.port` after `start()`).
+        file_system_poll_wait_seconds: How often to look for new versions (TF Serving's
+            `--file_system_poll_wait_seconds`, default 1); <= 0 loads once and never polls.
+        version_policy: Which versions to serve; default: the latest one.
+        max_workers: gRPC worker threads (TF Serving's `--grpc_max_threads`: 4 x CPUs).
+        server_credentials: `grpc.ssl_server_credentials(...)` to serve TLS; default plaintext.
+        tags: MetaGraphDef tags to load (`--saved_model_tags`).
+    """
+
+    def __init__(self, models: Mapping[str, str | Path], *, host: str = "127.0.0.1",
+                 port: int = 8500, file_system_poll_wait_seconds: float = 1.0,
+                 version_policy: VersionPolicy | None = None, max_workers: int | None = None,
+                 server_credentials: grpc.ServerCredentials | None = None,
+                 tags: tuple[str, ...] = ("serve",)) -> None:
+        self._host = host
+        self._requested_port = port
+        self._poll_seconds = file_system_poll_wait_seconds
+        self._max_workers = max_workers or 4 * (os.cpu_count() or 1)
+        self._credentials = server_credentials
+        self._health = health.HealthServicer(experimental_non_blocking=True)
+        self._manager = ModelManager(models, version_policy=version_policy,
+                                     on_change=self._update_health, tags=tags)
+        self._server: grpc.Server | None = None
+        self._port: int | None = None
+        self._stopped = threading.Event()
+        self._stop_lock = threading.Lock()
+
+    @property
+    def port(self) -> int:
+        """The bound port (the free port picked when `port=0`)."""
+        if self._port is None:
+            raise RuntimeError("The server is not started: call start() first.")
+        return self._port
+
+    @property
+    def address(self) -> str:
+        """`host:port` of the running server."""
+        return _address(self._host, self.port)
+
+    @property
+    def model_manager(self) -> ModelManager:
+        return self._manager
+
+    def available_versions(self, model_name: str) -> list[int]:
+        """The AVAILABLE versions of a model, highest first."""
+        return self._manager.available_versions(model_name)
+
+    def start(self) -> "Server":
+        """Loads every model, then binds the port and starts serving.
+
+        Raises:
+            ServingError: a base path is missing or has no versions, a version failed to load,
+                or the port cannot be bound.
+        """
+        self._manager.load_all()
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=self._max_workers,
+                                       thread_name_prefix="serving-grpc"),
+            options=[("grpc.max_send_message_length", _MAX_MESSAGE_LENGTH),
+                     ("grpc.max_receive_message_length", _MAX_MESSAGE_LENGTH),
+                     ("grpc.so_reuseport", 0)])
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+            PredictionServicer(self._manager), server)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(
+            ModelServicer(self._manager), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            (_PREDICTION_SERVICE.full_name, _MODEL_SERVICE.full_name,
+             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME), server)
+        address = _address(self._host, self._requested_port)
+        try:
+            if self._credentials is None:
+                port = server.add_insecure_port(address)
+            else:
+                port = server.add_secure_port(address, self._credentials)
+        except RuntimeError as error:
+            port, reason = 0, str(error)
+        else:
+            reason = "the address is in use or not available"
+        if not port:
+            self._manager.unload_all()
+            raise ServingError(grpc.StatusCode.UNAVAILABLE,
+                               f"Failed to bind the gRPC port {address}: {reason}")
+        self._port = port
+        self._server = server
+        server.start()
+        self._update_health()
+        self._manager.start_polling(self._poll_seconds)
+        for name in self._manager.model_names:
+            logger.info("Serving model '%s' versions %s on %s", name,
+                        self._manager.available_versions(name), self.address)
+        return self
+
+    def stop(self, grace: float | None = 10.0) -> None:
+        """Stops accepting requests, lets in-flight requests finish (up to `grace` seconds),
+        then unloads the models. Safe to call twice."""
+        with self._stop_lock:
+            if self._stopped.is_set() or self._server is None:
+                self._stopped.set()
+                return
+            self._health.enter_graceful_shutdown()
+            self._manager.stop_polling()
+            self._server.stop(grace).wait()
+            self._manager.unload_all()
+            self._stopped.set()
+            logger.info("Server on %s stopped", self.address)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Blocks until the server is stopped (or `timeout` passes). Returns True if stopped."""
+        return self._stopped.wait(timeout)
+
+    def __enter__(self) -> "Server":
+        return self.start() if self._server is None else self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    def _update_health(self) -> None:
+        if self._stopped.is_set():
+            return
+        status = (health_pb2.HealthCheckResponse.SERVING if self._manager.all_models_available()
+                  else health_pb2.HealthCheckResponse.NOT_SERVING)
+        for name in _HEALTH_NAMES:
+            self._health.set(name, status)
