@@ -33,7 +33,7 @@ def expected_probabilities(text: str, text_pair: str | None = None) -> list[floa
     return (exp / exp.sum()).tolist()
 
 
-def testdata_model(name: str) -> Path:
+def tfserving_testdata(name: str) -> Path:
     """A TF Serving testdata base path, or skip the test when the directory is absent."""
     path = TESTDATA / name
     if not path.is_dir():
@@ -152,7 +152,8 @@ def copy_version(source: Path, base: Path, version: int) -> Path:
 
 
 def predict_request(name: str, inputs: dict | None = None, *, signature: str | None = None,
-                    version: int | None = None, output_filter=()):
+                    version: int | None = None, version_label: str | None = None,
+                    output_filter=()):
     """A PredictRequest; `inputs` maps alias -> numpy array (or TensorProto)."""
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2
@@ -163,6 +164,8 @@ def predict_request(name: str, inputs: dict | None = None, *, signature: str | N
         request.model_spec.signature_name = signature
     if version is not None:
         request.model_spec.version.value = version
+    if version_label is not None:
+        request.model_spec.version_label = version_label
     for alias, value in (inputs or {}).items():
         proto = value if hasattr(value, "SerializeToString") else tf.make_tensor_proto(value)
         request.inputs[alias].CopyFrom(proto)
