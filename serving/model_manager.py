@@ -109,6 +109,14 @@ class ModelManager:
             return [VersionStatus(v.version, v.state, v.error)
                     for v in sorted(model.versions.values(), key=lambda v: -v.version)]
 
+    def requests_in_flight(self, name: str) -> int:
+        """How many requests are running on the loaded versions of `name`."""
+        with self._lock:
+            model = self._models.get(name)
+            servables = [v.servable for v in model.versions.values()
+                         if v.servable is not None] if model else []
+        return sum(servable.requests_in_flight for servable in servables)
+
     @contextlib.contextmanager
     def servable(self, model_spec) -> Iterator[Servable]:
         """The servable a `ModelSpec` asks for, held (not unloaded) while the block runs.

@@ -134,6 +134,12 @@ class Servable:
 
     # -- reference counting: a version is unloaded only once no request uses it ---------------
 
+    @property
+    def requests_in_flight(self) -> int:
+        """How many requests are using this version right now."""
+        with self._users_changed:
+            return self._users
+
     def acquire(self) -> None:
         with self._users_changed:
             self._users += 1
