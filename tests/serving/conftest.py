@@ -10,6 +10,7 @@ import pytest
 
 import tfinetune  # noqa: F401  (sets the TF environment before TF is imported)
 from tests.serving.models import build_half_plus_two
+from tests.serving.models import build_spin_model
 from tests.serving.models import build_text_classifier
 from tests.serving.models import build_times_model
 
@@ -23,9 +24,10 @@ def model_bases(tmp_path_factory) -> dict[str, Path]:
     build_times_model(root / "tf2" / "2", 2.0)
     (root / "tf2" / "not-a-version").mkdir()
     (root / "tf2" / "3.txt").write_text("ignored")
+    build_spin_model(root / "spin" / "1")
     build_text_classifier(root / "text" / "1")
     build_text_classifier(root / "pair" / "7", pair=True)
-    return {name: root / name for name in ("half", "tf2", "text", "pair")}
+    return {name: root / name for name in ("half", "tf2", "spin", "text", "pair")}
 
 
 @pytest.fixture(scope="session")

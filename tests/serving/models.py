@@ -7,6 +7,7 @@ Models (each under its own base path, built once per session by conftest.py):
   tf.Examples, and `add_with_default` whose input `right` has a signature default.
 * `tf2`: a `tf.Module` saved with `tf.saved_model.save`, versions 1 and 2 (y = version * x), plus
   a string signature `greet`; the base path also holds non-version entries to ignore.
+* `spin`: a request runs a loop of as many steps as asked (slow requests on demand).
 * `text`, `pair`: stand-ins for tfinetune's exported classifiers (same `serving_default`
   contract: text[, text_pair] -> probabilities, label_id, label, classes), tokenizing with
   tensorflow_text so that loading them needs its ops; logits = [#"bad", #"good"].
@@ -105,6 +106,22 @@ def build_times_model(export_dir: Path, factor: float) -> Path:
     module = Times()
     tf.saved_model.save(module, str(export_dir),
                         signatures={"serving_default": module.times, "greet": module.greet})
+    return export_dir
+
+
+def build_spin_model(export_dir: Path) -> Path:
+    """A model whose request takes as long as asked: a loop of `iterations` (int64 scalar)."""
+    import tensorflow as tf
+
+    class Spin(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([], tf.int64, name="iterations")])
+        def spin(self, iterations):
+            (count,) = tf.while_loop(lambda i: i < iterations, lambda i: (i + 1,),
+                                     [tf.constant(0, tf.int64)])
+            return {"count": count}
+
+    module = Spin()
+    tf.saved_model.save(module, str(export_dir), signatures={"serving_default": module.spin})
     return export_dir
 
 

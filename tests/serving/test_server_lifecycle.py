@@ -37,21 +37,8 @@ def statuses(stub, name):
 
 
 @pytest.fixture(scope="module")
-def spin_base(tmp_path_factory):
-    """A model whose request takes as long as we ask: a loop of `iterations` steps."""
-    import tensorflow as tf
-
-    class Spin(tf.Module):
-        @tf.function(input_signature=[tf.TensorSpec([], tf.int64, name="iterations")])
-        def spin(self, iterations):
-            (count,) = tf.while_loop(lambda i: i < iterations, lambda i: (i + 1,),
-                                     [tf.constant(0, tf.int64)])
-            return {"count": count}
-
-    base = tmp_path_factory.mktemp("spin")
-    module = Spin()
-    tf.saved_model.save(module, str(base / "1"), signatures={"serving_default": module.spin})
-    return base
+def spin_base(model_bases):
+    return model_bases["spin"]
 
 
 def test_missing_base_path_fails_start_naming_it(tmp_path):

@@ -1,0 +1,210 @@
+"""`Client`: classify texts with a model served over TensorFlow Serving's gRPC API.
+
+Works against this package's `Server` and against `tensorflow_model_server` alike, for models
+exported with tfinetune's `serving_default` signature: inputs `text` (and `text_pair`), DT_STRING
+[-1]; outputs `probabilities`, `label_id`, `label` and `classes`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Sequence
+
+import grpc
+import numpy as np
+from tensorflow.core.framework import tensor_pb2
+from tensorflow.core.framework import tensor_shape_pb2
+from tensorflow.core.framework import types_pb2
+from tensorflow_serving.apis import get_model_metadata_pb2
+from tensorflow_serving.apis import predict_pb2
+from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+from serving import tensor_codec
+from serving.prediction import Prediction
+from serving.serving_error import ServingError
+
+logger = logging.getLogger(__name__)
+
+_OUTPUTS = ("probabilities", "label_id", "label", "classes")
+_MAX_MESSAGE_LENGTH = -1  # unlimited: the default 4 MB receive limit breaks big batches
+_BACKOFF_SECONDS = 0.1
+_MAX_BACKOFF_SECONDS = 5.0
+
+
+def _string_tensor(values: Sequence[str]) -> tensor_pb2.TensorProto:
+    return tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_STRING,
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=len(values))]),
+        string_val=[value.encode("utf-8") for value in values])
+
+
+def _text(value: bytes) -> str:
+    return value.decode("utf-8", errors="replace")
+
+
+class Client:
+    """A thread-safe client for text classification models behind TF Serving's gRPC API.
+
+    Example:
+        with Client("localhost:8500", "sentiment") as client:
+            client.predict(["great movie"])[0].label
+
+    Args:
+        target: `host:port` of the server.
+        model_name: The served model's name.
+        signature_name: The signature to call.
+        version: A specific version; None asks for the latest available one.
+        timeout: Deadline of each call, in seconds.
+        retries: How many times a call failing with UNAVAILABLE is retried (exponential
+            backoff from 0.1 s).
+        tls: Use TLS (`grpc.ssl_channel_credentials`).
+        root_certificates: PEM root certificates for TLS (implies `tls`); None uses the
+            system roots.
+    """
+
+    def __init__(self, target: str, model_name: str, *,
+                 signature_name: str = "serving_default", version: int | None = None,
+                 timeout: float = 30.0, retries: int = 3, tls: bool = False,
+                 root_certificates: bytes | None = None) -> None:
+        self.target = target
+        self.model_name = model_name
+        self.signature_name = signature_name
+        self.version = version
+        self.timeout = timeout
+        self.retries = retries
+        options = [("grpc.max_receive_message_length", _MAX_MESSAGE_LENGTH),
+                   ("grpc.max_send_message_length", _MAX_MESSAGE_LENGTH)]
+        if tls or root_certificates is not None:
+            credentials = grpc.ssl_channel_credentials(root_certificates=root_certificates)
+            self._channel = grpc.secure_channel(target, credentials, options=options)
+        else:
+            self._channel = grpc.insecure_channel(target, options=options)
+        self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+        self._label_names: list[str] | None = None
+        self._lock = threading.Lock()
+
+    def predict(self, texts: Sequence[str],
+                text_pairs: Sequence[str] | None = None) -> list[Prediction]:
+        """Classifies texts (and, for pair models, their second texts) in one request.
+
+        Raises:
+            ValueError: `text_pairs` does not have one entry per text.
+            ServingError: the call failed (after retries for UNAVAILABLE), or the response
+                lacks the expected outputs.
+        """
+        if isinstance(texts, str):
+            raise ValueError(f"texts must be a sequence of strings. Received: {texts!r}")
+        if text_pairs is not None and len(text_pairs) != len(texts):
+            raise ValueError(f"text_pairs must have one entry per text. Expected "
+                             f"{len(texts)}. Received: {len(text_pairs)}")
+        if not texts:
+            return []
+        request = self._request()
+        request.inputs["text"].CopyFrom(_string_tensor(texts))
+        if text_pairs is not None:
+            request.inputs["text_pair"].CopyFrom(_string_tensor(text_pairs))
+        request.output_filter.extend(_OUTPUTS)
+        response = self._call("Predict", self._stub.Predict, request)
+        return self._predictions(response, len(texts))
+
+    def label_names(self) -> list[str]:
+        """The model's label names in class order (cached; read from the `classes` output of
+        one Predict with an empty text)."""
+        with self._lock:
+            if self._label_names is not None:
+                return list(self._label_names)
+        request = self._request()
+        for alias, info in self._signature().inputs.items():
+            if info.dtype == types_pb2.DT_STRING:
+                request.inputs[alias].CopyFrom(_string_tensor([""]))
+        request.output_filter.append("classes")
+        response = self._call("Predict", self._stub.Predict, request)
+        classes = self._output(response, "classes")
+        names = [_text(value) for value in classes.reshape(classes.shape[0], -1)[0]]
+        with self._lock:
+            self._label_names = names
+        return list(names)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _request(self) -> predict_pb2.PredictRequest:
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = self.model_name
+        request.model_spec.signature_name = self.signature_name
+        if self.version is not None:
+            request.model_spec.version.value = self.version
+        return request
+
+    def _signature(self):
+        request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+        request.model_spec.name = self.model_name
+        if self.version is not None:
+            request.model_spec.version.value = self.version
+        response = self._call("GetModelMetadata", self._stub.GetModelMetadata, request)
+        signatures = get_model_metadata_pb2.SignatureDefMap()
+        response.metadata["signature_def"].Unpack(signatures)
+        if self.signature_name not in signatures.signature_def:
+            raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
+                               f'Serving signature key "{self.signature_name}" not found.')
+        return signatures.signature_def[self.signature_name]
+
+    def _call(self, method: str, function, request):
+        """Calls with a deadline; retries UNAVAILABLE with exponential backoff."""
+        for attempt in range(self.retries + 1):
+            try:
+                return function(request, timeout=self.timeout)
+            except grpc.RpcError as error:
+                code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
+                details = (error.details() if hasattr(error, "details") else None) or str(error)
+                if code == grpc.StatusCode.UNAVAILABLE and attempt < self.retries:
+                    delay = min(_BACKOFF_SECONDS * 2**attempt, _MAX_BACKOFF_SECONDS)
+                    logger.warning("%s on %s is unavailable (%s); retrying in %.1f s", method,
+                                   self.target, details, delay)
+                    time.sleep(delay)
+                    continue
+                if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    details = f"{details} (timeout {self.timeout} s)"
+                raise ServingError(code, details) from None
+        raise AssertionError("unreachable")
+
+    def _output(self, response, alias: str) -> np.ndarray:
+        if alias not in response.outputs:
+            raise ServingError(
+                grpc.StatusCode.INTERNAL,
+                f"The response of model '{self.model_name}' has no '{alias}' output. Expected "
+                f"outputs {list(_OUTPUTS)}. Received: {sorted(response.outputs)}")
+        return tensor_codec.to_ndarray(response.outputs[alias])
+
+    def _predictions(self, response, count: int) -> list[Prediction]:
+        probabilities = self._output(response, "probabilities")
+        label_ids = self._output(response, "label_id").reshape(-1)
+        labels = self._output(response, "label").reshape(-1)
+        classes = self._output(response, "classes")
+        if probabilities.shape[0] != count or classes.shape[0] != count:
+            raise ServingError(
+                grpc.StatusCode.INTERNAL,
+                f"The response of model '{self.model_name}' has {probabilities.shape[0]} rows "
+                f"for {count} inputs.")
+        if self._label_names is None:
+            with self._lock:
+                self._label_names = [_text(value) for value in classes[0]]
+        return [
+            Prediction(
+                label=_text(labels[i]),
+                label_id=int(label_ids[i]),
+                probabilities={_text(name): float(p)
+                               for name, p in zip(classes[i], probabilities[i])})
+            for i in range(count)
+        ]
