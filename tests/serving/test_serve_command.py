@@ -1,0 +1,86 @@
+"""`tfinetune serve`: start-up errors through CliRunner; a real process for serving and SIGTERM."""
+
+from __future__ import annotations
+
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tfinetune.cli.serve import command
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_help_shows_tf_serving_flags_with_dashes_only():
+    result = CliRunner().invoke(command, ["--help"])
+
+    assert result.exit_code == 0
+    for flag in ("--port", "--host", "--model-name", "--model-base-path",
+                 "--file-system-poll-wait-seconds"):
+        assert flag in result.output
+    option_lines = [line for line in result.output.splitlines() if line.startswith("  --")]
+    assert option_lines and not any("_" in line.split()[0] for line in option_lines)
+
+
+def test_missing_base_path_is_a_clear_error(tmp_path):
+    base = tmp_path / "absent"
+
+    result = CliRunner().invoke(command, ["--model_name=m", f"--model_base_path={base}"])
+
+    assert result.exit_code == 1
+    assert (f"Error: Cannot serve model 'm' from {base}: Could not find base path {base} for "
+            f"servable m") in result.output
+
+
+def test_base_path_without_versions_is_a_clear_error(tmp_path):
+    result = CliRunner().invoke(command, ["--model-base-path", str(tmp_path)])
+
+    assert result.exit_code == 1
+    assert f"Cannot serve model 'default' from {tmp_path}: No versions of servable default" in (
+        result.output)
+
+
+def test_model_base_path_is_required():
+    result = CliRunner().invoke(command, [])
+
+    assert result.exit_code == 2
+    assert "--model-base-path" in result.output
+
+
+def test_serves_until_sigterm_then_exits_cleanly(model_bases):
+    """A real `serve` process, launched with TF Serving's underscore flags."""
+    from serving import Client
+
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from tfinetune.cli.serve import command; command()",
+         "--port=0", "--model_name=text", f"--model_base_path={model_bases['text']}",
+         "--file_system_poll_wait_seconds=0"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in process.stderr],
+                              daemon=True)
+    reader.start()
+    try:
+        address = None
+        while address is None:
+            line = lines.get(timeout=120)
+            found = re.search(r"Serving model 'text' version 1 on (\S+)", line)
+            address = found and found.group(1)
+        with Client(address, "text") as client:
+            assert client.predict(["good"])[0].label == "positive"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    reader.join(timeout=10)
+    rest = "".join(iter(lambda: lines.get_nowait() if not lines.empty() else None, None))
+    assert "Server stopped." in rest

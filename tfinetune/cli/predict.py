@@ -1,0 +1,117 @@
+"""`tfinetune predict`: classify texts through a running model server."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+
+import click
+
+from tfinetune.cli.serve import TfServingOption
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictConfig:
+    """Options of `tfinetune predict`.
+
+    Args:
+        server: gRPC target of the model server, `HOST:PORT`.
+        model_name: Name of the model on the server.
+        signature_name: Signature to call.
+        model_version: Pin a model version; None = the server's latest.
+        timeout: Seconds per request attempt.
+        batch_size: Texts per Predict request.
+        tls: Connect with TLS.
+        root_certificates: PEM file of root certificates for TLS (implies `tls`).
+    """
+
+    model_name: str
+    server: str = "localhost:8500"
+    signature_name: str = "serving_default"
+    model_version: int | None = None
+    timeout: float = 30.0
+    batch_size: int = 64
+    tls: bool = False
+    root_certificates: str | None = None
+
+
+@click.command("predict", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("texts", nargs=-1, metavar="[TEXT]...")
+@click.option("--server", default="localhost:8500", show_default=True, metavar="HOST:PORT",
+              help="gRPC address of the model server.")
+@click.option("--model-name", "--model_name", "model_name", cls=TfServingOption, required=True,
+              metavar="NAME", help="Model name on the server.")
+@click.option("--signature-name", default="serving_default", show_default=True,
+              help="Signature to call.")
+@click.option("--model-version", type=int, metavar="N",
+              help="Ask for this version instead of the latest.")
+@click.option("--text-pair", "text_pairs", multiple=True, metavar="TEXT",
+              help="Second text, for sentence-pair models: give it once per TEXT, in order.")
+@click.option("--timeout", type=float, default=30.0, show_default=True,
+              help="Seconds per request (UNAVAILABLE is retried).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Texts per Predict request.")
+@click.option("--tls", is_flag=True, help="Connect with TLS (system root certificates).")
+@click.option("--root-certificates", type=click.Path(exists=True, dir_okay=False),
+              metavar="PEM", help="Root certificates for TLS (implies --tls).")
+def command(texts: tuple[str, ...], text_pairs: tuple[str, ...], **options) -> None:
+    """Classify TEXT arguments (or the lines of stdin, with no TEXT or `-`) through a model
+    server, printing one JSON line per text: {"text", "label", "probabilities"}, with the
+    probabilities keyed by label name (and "text_pair" for pair models).
+
+    \b
+    tfinetune predict --model-name sentiment "a great movie" "a dull plot"
+    tfinetune predict --model-name nli "A man sleeps." --text-pair "Nobody sleeps."
+    cat reviews.txt | tfinetune predict --server host:8500 --model-name sentiment
+    """
+    config = PredictConfig(**options)
+    if not texts or texts == ("-",):
+        texts = tuple(_stdin_lines())
+    if text_pairs and len(text_pairs) != len(texts):
+        raise click.UsageError(
+            f"Give --text-pair once per text. Expected {len(texts)} --text-pair values. "
+            f"Received: {len(text_pairs)}")
+    if not texts:
+        raise click.UsageError("No texts to classify: pass TEXT arguments or lines on stdin.")
+    run(config, list(texts), list(text_pairs) or None)
+
+
+def run(config: PredictConfig, texts: list[str], text_pairs: list[str] | None) -> None:
+    """Predicts in batches and echoes one JSON line per text to stdout."""
+    import serving  # imports TensorFlow: only once the command runs
+
+    root_certificates = None
+    if config.root_certificates:
+        with open(config.root_certificates, "rb") as f:
+            root_certificates = f.read()
+    client = serving.Client(config.server, config.model_name,
+                            signature_name=config.signature_name, version=config.model_version,
+                            timeout=config.timeout, tls=config.tls,
+                            root_certificates=root_certificates)
+    with client:
+        for start in range(0, len(texts), config.batch_size):
+            batch = texts[start:start + config.batch_size]
+            pairs = text_pairs[start:start + config.batch_size] if text_pairs else None
+            try:
+                predictions = client.predict(batch, pairs)
+            except serving.ServingError as error:
+                raise click.ClickException(
+                    f"Predict on {config.server} (model '{config.model_name}') failed with "
+                    f"{error.code.name}: {error.message}") from error
+            for i, prediction in enumerate(predictions):
+                row = {"text": batch[i]}
+                if pairs:
+                    row["text_pair"] = pairs[i]
+                row["label"] = prediction.label
+                row["probabilities"] = prediction.probabilities
+                click.echo(json.dumps(row, ensure_ascii=False))
+
+
+def _stdin_lines() -> list[str]:
+    stream = click.get_text_stream("stdin")
+    if stream.isatty():
+        click.echo("Reading texts from stdin, one per line (Ctrl-D ends).", err=True)
+    return [line.rstrip("\r\n") for line in stream if line.strip()]

@@ -1,0 +1,128 @@
+"""`tfinetune serve`: serve SavedModels over TensorFlow Serving's gRPC API."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import signal
+import threading
+from pathlib import Path
+
+import click
+
+logger = logging.getLogger(__name__)
+
+
+class TfServingOption(click.Option):
+    """An option that also accepts TF Serving's underscore flag spelling (`--model_name`),
+    without listing it in `--help`."""
+
+    def get_help_record(self, ctx):
+        shown = [name for name in self.opts if "_" not in name.lstrip("-")]
+        all_names, self.opts = self.opts, shown or self.opts
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.opts = all_names
+
+
+@dataclasses.dataclass(frozen=True)
+class ServeConfig:
+    """Options of `tfinetune serve` (TF Serving's flags and defaults).
+
+    Args:
+        model_base_path: Directory holding one SavedModel per integer-named version
+            directory (`BASE/1/saved_model.pb`).
+        model_name: Name clients put in `ModelSpec.name`.
+        host: Interface to listen on.
+        port: gRPC port (0 picks a free one).
+        file_system_poll_wait_seconds: How often new versions are looked for; <= 0 never.
+        shutdown_grace_seconds: On SIGINT/SIGTERM, how long in-flight requests may take.
+    """
+
+    model_base_path: Path
+    model_name: str = "default"
+    host: str = "127.0.0.1"
+    port: int = 8500
+    file_system_poll_wait_seconds: float = 1.0
+    shutdown_grace_seconds: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not self.model_name:
+            raise click.BadParameter("must not be empty.", param_hint="--model-name")
+
+
+@click.command("serve", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--port", type=click.IntRange(0, 65535), default=8500,
+              show_default=True, help="gRPC port; 0 picks a free one.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface to listen on (0.0.0.0 for all, as tensorflow_model_server).")
+@click.option("--model-name", "--model_name", "model_name", cls=TfServingOption,
+              default="default", show_default=True, metavar="NAME",
+              help="Name of the model in requests' ModelSpec.")
+@click.option("--model-base-path", "--model_base_path", "model_base_path", cls=TfServingOption,
+              required=True, metavar="DIR",
+              help="Directory of version subdirectories BASE/<integer>/ (each a SavedModel).")
+@click.option("--file-system-poll-wait-seconds", "--file_system_poll_wait_seconds",
+              "file_system_poll_wait_seconds", cls=TfServingOption, type=float, default=1.0,
+              show_default=True,
+              help="Seconds between looks for new versions (loaded before the old one is "
+                   "unloaded); 0 or less: never.")
+def command(port: int, host: str, model_name: str, model_base_path: str,
+            file_system_poll_wait_seconds: float) -> None:
+    """Serve the latest version of a model over TensorFlow Serving's gRPC API.
+
+    PredictionService (Predict, Classify, Regress, GetModelMetadata), ModelService
+    (GetModelStatus), gRPC health and reflection. TF Serving's underscore flag spellings
+    (--model_name, --model_base_path, --file_system_poll_wait_seconds) are accepted too.
+    Ctrl-C or SIGTERM stops the server after in-flight requests finish.
+
+    \b
+    tfinetune serve --model-name sentiment --model-base-path models/sentiment --port 8500
+    """
+    config = ServeConfig(model_base_path=Path(model_base_path), model_name=model_name,
+                         host=host, port=port,
+                         file_system_poll_wait_seconds=file_system_poll_wait_seconds)
+    run(config)
+
+
+def run(config: ServeConfig) -> None:
+    """Starts the server, blocks until SIGINT/SIGTERM, then stops it gracefully."""
+    import serving  # imports TensorFlow: only once the command runs
+
+    click.echo(f"Loading model '{config.model_name}' from {config.model_base_path} ...", err=True)
+    server = serving.Server({config.model_name: config.model_base_path}, host=config.host,
+                            port=config.port,
+                            file_system_poll_wait_seconds=config.file_system_poll_wait_seconds)
+    try:
+        server.start()
+    except serving.ServingError as error:
+        raise click.ClickException(
+            f"Cannot serve model '{config.model_name}' from {config.model_base_path}: "
+            f"{error.message}") from error
+
+    versions = server.available_versions(config.model_name)
+    label = "version" if len(versions) == 1 else "versions"
+    click.echo(f"Serving model '{config.model_name}' {label} "
+               f"{', '.join(str(v) for v in versions)} on {server.address}", err=True)
+
+    stop = threading.Event()
+    previous = {}
+
+    def request_stop(signum, frame):
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[signum] = signal.signal(signum, request_stop)
+        except ValueError:  # not the main thread: only server.stop() from elsewhere stops it
+            pass
+    try:
+        while not stop.wait(0.5) and not server.wait(0):
+            pass
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        click.echo("Stopping: finishing in-flight requests ...", err=True)
+        server.stop(grace=config.shutdown_grace_seconds)
+        click.echo("Server stopped.", err=True)
