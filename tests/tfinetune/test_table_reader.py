@@ -251,16 +251,23 @@ def test_memory_does_not_grow_with_file_size(tmp_path, suffix):
     assert peak < 1_000_000, (size, peak)
 
 
-def test_rows_are_yielded_before_the_file_is_read(tmp_path):
+def test_rows_are_yielded_before_the_file_is_read(tmp_path, monkeypatch):
     path = tmp_path / "big.csv"
     with open(path, "w") as f:
         f.write("text\n")
         f.writelines(f"row {i}\n" for i in range(200_000))
-    rows = iter(TableReader(path))
-    first = next(rows)
-    assert first.values == {"text": "row 0"}
-    # The generator holds the file open at an early position.
-    frame_file = rows.gi_frame.f_locals["records"].gi_frame.f_locals["file"]
-    assert frame_file.tell() < path.stat().st_size / 10
+    opened = []
+    original = TableReader._open_binary
+
+    def spy(self):
+        opened.append(original(self))
+        return opened[-1]
+
+    monkeypatch.setattr(TableReader, "_open_binary", spy)
+    reader = TableReader(path)
+    assert opened[0].closed  # the header check does not keep the file open
+    rows = iter(reader)
+    assert next(rows).values == {"text": "row 0"}
+    assert opened[-1].tell() < path.stat().st_size / 10
     rows.close()
-    assert frame_file.closed
+    assert opened[-1].closed
