@@ -8,6 +8,9 @@ It follows TF Serving's file-system source and manager:
 * a poll loads a new version before unloading the old one (TF Serving's
   `AvailabilityPreservingPolicy`), so no request fails during a swap, and a failed load leaves
   the previous version serving; the failure is reported by GetModelStatus (state END + error);
+* a failed load is retried by later polls, up to `max_num_load_retries` times, at least
+  `load_retry_interval_seconds` apart (TF Serving: 5 retries, 60 s); the initial load is not
+  retried, so a bad model fails start-up at once;
 * a version is unloaded only once the requests running on it have finished.
 """
 
@@ -19,6 +22,7 @@ import logging
 import os
 import re
 import threading
+import time
 from dataclasses import dataclass
 from dataclasses import field
 from pathlib import Path
@@ -46,6 +50,8 @@ class _Version:
     error: ServingError | None = None
     servable: Servable | None = None
     gone: bool = False  # its directory disappeared after it ended (a failed load may be retried)
+    failed_loads: int = 0
+    failed_at: float = 0.0  # time.monotonic() of the last failed load
 
 
 @dataclass
@@ -63,18 +69,23 @@ class ModelManager:
         version_policy: Which versions to serve (TF Serving's default: the latest one).
         on_change: Called (without arguments) after every version state change.
         tags: The MetaGraphDef tags to load (`--saved_model_tags`, default "serve").
+        max_num_load_retries: How many times polls retry a version that failed to load.
+        load_retry_interval_seconds: The least time between two load attempts of a version.
     """
 
     def __init__(self, models: Mapping[str, str | Path], *,
                  version_policy: VersionPolicy | None = None,
                  on_change: Callable[[], None] | None = None,
-                 tags: tuple[str, ...] = ("serve",)) -> None:
+                 tags: tuple[str, ...] = ("serve",), max_num_load_retries: int = 5,
+                 load_retry_interval_seconds: float = 60.0) -> None:
         if not models:
             raise ValueError("ModelManager needs at least one model. Received: models={}")
         self._models = {name: _Model(name, Path(base_path)) for name, base_path in models.items()}
         self._policy = version_policy or VersionPolicy.latest()
         self._on_change = on_change
         self._tags = tags
+        self._max_retries = max_num_load_retries
+        self._retry_interval = load_retry_interval_seconds
         self._lock = threading.RLock()
         self._poll_lock = threading.Lock()
         self._stop_polling = threading.Event()
@@ -218,6 +229,8 @@ class ModelManager:
                 if version is None or (version.state == VersionState.END
                                        and (version.error is None or version.gone)):
                     to_load.append(self._add_version(model, number, found[number]))
+                elif self._should_retry(version):
+                    to_load.append(version)
         for version in to_load:
             self._load(model, version)
         with self._lock:
@@ -234,6 +247,11 @@ class ModelManager:
             self._changed()
         for version in to_unload:
             self._finish_unload(model, version)
+
+    def _should_retry(self, version: _Version) -> bool:
+        return (version.state == VersionState.END and version.error is not None
+                and 0 < version.failed_loads <= self._max_retries
+                and time.monotonic() - version.failed_at >= self._retry_interval)
 
     def _add_version(self, model: _Model, number: int, path: Path) -> _Version:
         with self._lock:
@@ -255,10 +273,13 @@ class ModelManager:
                          version.version, model.name, version.path, error)
             with self._lock:
                 version.state, version.error = VersionState.END, error
+                version.failed_loads += 1
+                version.failed_at = time.monotonic()
         else:
             logger.info("Version %d of model '%s' is available", version.version, model.name)
             with self._lock:
                 version.state, version.servable = VersionState.AVAILABLE, servable
+                version.error = None
         self._changed()
 
     def _finish_unload(self, model: _Model, version: _Version) -> None:

@@ -67,13 +67,16 @@ class Server:
         max_workers: gRPC worker threads (TF Serving's `--grpc_max_threads`: 4 x CPUs).
         server_credentials: `grpc.ssl_server_credentials(...)` to serve TLS; default plaintext.
         tags: MetaGraphDef tags to load (`--saved_model_tags`).
+        max_num_load_retries: Retries of a new version that failed to load (TF Serving: 5).
+        load_retry_interval_seconds: Least time between its load attempts (TF Serving: 60).
     """
 
     def __init__(self, models: Mapping[str, str | Path], *, host: str = "127.0.0.1",
                  port: int = 8500, file_system_poll_wait_seconds: float = 1.0,
                  version_policy: VersionPolicy | None = None, max_workers: int | None = None,
                  server_credentials: grpc.ServerCredentials | None = None,
-                 tags: tuple[str, ...] = ("serve",)) -> None:
+                 tags: tuple[str, ...] = ("serve",), max_num_load_retries: int = 5,
+                 load_retry_interval_seconds: float = 60.0) -> None:
         self._host = host
         self._requested_port = port
         self._poll_seconds = file_system_poll_wait_seconds
@@ -81,7 +84,9 @@ class Server:
         self._credentials = server_credentials
         self._health = health.HealthServicer(experimental_non_blocking=True)
         self._manager = ModelManager(models, version_policy=version_policy,
-                                     on_change=self._update_health, tags=tags)
+                                     on_change=self._update_health, tags=tags,
+                                     max_num_load_retries=max_num_load_retries,
+                                     load_retry_interval_seconds=load_retry_interval_seconds)
         self._server: grpc.Server | None = None
         self._port: int | None = None
         self._stopped = threading.Event()
@@ -114,6 +119,8 @@ class Server:
             ServingError: a base path is missing or has no versions, a version failed to load,
                 or the port cannot be bound.
         """
+        if self._server is not None:
+            raise RuntimeError("The server is already started.")
         self._manager.load_all()
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=self._max_workers,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import concurrent.futures
+import logging
+import shutil
 import threading
 import time
 
@@ -147,6 +149,52 @@ def test_failed_new_version_is_reported_and_the_old_one_keeps_serving(tmp_path, 
     assert [(s.version, s.state) for s in found] == [(5, END), (1, AVAILABLE)]
     assert found[0].status.error_code != 0 and found[0].status.error_message
     assert response.model_spec.version.value == 1
+
+
+def states(server, name="m"):
+    return [(s.version, s.state.name) for s in server.model_manager.version_statuses(name)]
+
+
+def test_a_failed_version_is_retried_once_its_files_are_fixed(tmp_path, model_bases):
+    base = tmp_path / "m"
+    base.mkdir()
+    copy_version(model_bases["tf2"] / "1", base, 1)
+    server = Server({"m": base}, port=0, file_system_poll_wait_seconds=-1,
+                    load_retry_interval_seconds=0).start()
+    try:
+        broken = base / "2"
+        broken.mkdir()
+        (broken / "saved_model.pb").write_bytes(b"half-copied")
+        server.model_manager.poll()
+        assert states(server) == [(2, "END"), (1, "AVAILABLE")]
+
+        (broken / "saved_model.pb").unlink()
+        shutil.copytree(model_bases["tf2"] / "2", broken, dirs_exist_ok=True)
+        server.model_manager.poll()
+        assert states(server) == [(2, "AVAILABLE"), (1, "END")]
+        assert server.model_manager.version_statuses("m")[0].error is None
+    finally:
+        server.stop(grace=5)
+
+
+def test_failed_loads_are_retried_at_most_max_num_load_retries_times(tmp_path, model_bases,
+                                                                     caplog):
+    base = tmp_path / "m"
+    base.mkdir()
+    copy_version(model_bases["tf2"] / "1", base, 1)
+    server = Server({"m": base}, port=0, file_system_poll_wait_seconds=-1,
+                    max_num_load_retries=2, load_retry_interval_seconds=0).start()
+    caplog.set_level(logging.INFO, logger="serving.model_manager")
+    try:
+        (base / "2").mkdir()
+        (base / "2" / "saved_model.pb").write_bytes(b"garbage")
+        for _ in range(5):
+            server.model_manager.poll()
+    finally:
+        server.stop(grace=5)
+
+    attempts = [r for r in caplog.records if r.getMessage().startswith("Loading version 2 ")]
+    assert len(attempts) == 3  # the first load and 2 retries
 
 
 def test_removing_every_version_unloads_the_model(tmp_path, model_bases):
