@@ -9,6 +9,7 @@ session callable, which skips the Python `Session.run` feed-shape check.
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import threading
 from pathlib import Path
@@ -40,6 +41,17 @@ def _import_tensorflow_text() -> None:
             logger.warning("tensorflow_text could not be imported (%s); SavedModels that use "
                            "its ops will fail to load.", error)
         _tensorflow_text_imported = True
+
+
+def _silenced_deprecation():
+    """Silences "load is deprecated, use tf.saved_model.load": the TF1 loader is the point here
+    (tf.saved_model.load does not give a session over the graph)."""
+    try:
+        from tensorflow.python.util import deprecation
+
+        return deprecation.silence()
+    except (ImportError, AttributeError):
+        return contextlib.nullcontext()
 
 
 def _load_error(error: Exception) -> ServingError:
@@ -118,7 +130,7 @@ class Servable:
         config = tf.compat.v1.ConfigProto(allow_soft_placement=True)
         session = tf.compat.v1.Session(graph=graph, config=config)
         try:
-            with graph.as_default():
+            with graph.as_default(), _silenced_deprecation():
                 meta_graph_def = tf.compat.v1.saved_model.loader.load(
                     session, set(tags), str(path))
         except Exception as error:  # noqa: BLE001  (any loader failure becomes a status)

@@ -156,9 +156,8 @@ class Server:
         server.start()
         self._update_health()
         self._manager.start_polling(self._poll_seconds)
-        for name in self._manager.model_names:
-            logger.info("Serving model '%s' versions %s on %s", name,
-                        self._manager.available_versions(name), self.address)
+        logger.info("Listening on %s; models: %s", self.address, {
+            name: self._manager.available_versions(name) for name in self._manager.model_names})
         return self
 
     def stop(self, grace: float | None = 10.0) -> None:

@@ -110,6 +110,9 @@ def run(config: ServeConfig) -> None:
     previous = {}
 
     def request_stop(signum, frame):
+        if stop.is_set():
+            click.echo(f"Already stopping: waiting up to {config.shutdown_grace_seconds:g} s for "
+                       f"in-flight requests.", err=True)
         stop.set()
 
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -120,9 +123,9 @@ def run(config: ServeConfig) -> None:
     try:
         while not stop.wait(0.5) and not server.wait(0):
             pass
+        click.echo("Stopping: finishing in-flight requests ...", err=True)
     finally:
+        server.stop(grace=config.shutdown_grace_seconds)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        click.echo("Stopping: finishing in-flight requests ...", err=True)
-        server.stop(grace=config.shutdown_grace_seconds)
-        click.echo("Server stopped.", err=True)
+    click.echo("Server stopped.", err=True)
