@@ -10,7 +10,6 @@ import sys
 import threading
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
 from tfinetune.cli.serve import command
