@@ -11,6 +11,8 @@ import time
 import grpc
 import numpy as np
 import pytest
+from grpc_health.v1 import health_pb2
+from grpc_health.v1 import health_pb2_grpc
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import prediction_service_pb2_grpc
@@ -197,21 +199,26 @@ def test_failed_loads_are_retried_at_most_max_num_load_retries_times(tmp_path, m
     assert len(attempts) == 3  # the first load and 2 retries
 
 
-def test_removing_every_version_unloads_the_model(tmp_path, model_bases):
+def test_removing_every_version_unloads_the_model_and_health_says_not_serving(tmp_path, model_bases):
     base = tmp_path / "m"
     base.mkdir()
     copy_version(model_bases["tf2"] / "1", base, 1)
     server = Server({"m": base}, port=0, file_system_poll_wait_seconds=-1).start()
     try:
-        (base / "1").rename(tmp_path / "moved-away")
-        server.model_manager.poll()
         with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            before = health.Check(health_pb2.HealthCheckRequest(), timeout=30).status
+            (base / "1").rename(tmp_path / "moved-away")
+            server.model_manager.poll()
+            after = health.Check(health_pb2.HealthCheckRequest(), timeout=30).status
             stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
             with pytest.raises(grpc.RpcError) as raised:
                 stub.Predict(predict_request("m", {"x": np.array([3.0], np.float32)}), timeout=30)
     finally:
         server.stop(grace=5)
 
+    assert (before, after) == (health_pb2.HealthCheckResponse.SERVING,
+                               health_pb2.HealthCheckResponse.NOT_SERVING)
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND
     assert raised.value.details() == "Servable not found for request: Latest(m)"
 
