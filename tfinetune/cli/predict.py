@@ -81,23 +81,24 @@ def command(texts: tuple[str, ...], text_pairs: tuple[str, ...], **options) -> N
 
 def run(config: PredictConfig, texts: list[str], text_pairs: list[str] | None) -> None:
     """Predicts in batches and echoes one JSON line per text to stdout."""
-    import serving  # imports TensorFlow: only once the command runs
+    # Imported here: serving imports TensorFlow (submodules: see tfinetune.cli.serve.run).
+    from serving.client import Client
+    from serving.serving_error import ServingError
 
     root_certificates = None
     if config.root_certificates:
         with open(config.root_certificates, "rb") as f:
             root_certificates = f.read()
-    client = serving.Client(config.server, config.model_name,
-                            signature_name=config.signature_name, version=config.model_version,
-                            timeout=config.timeout, tls=config.tls,
-                            root_certificates=root_certificates)
+    client = Client(config.server, config.model_name, signature_name=config.signature_name,
+                    version=config.model_version, timeout=config.timeout, tls=config.tls,
+                    root_certificates=root_certificates)
     with client:
         for start in range(0, len(texts), config.batch_size):
             batch = texts[start:start + config.batch_size]
             pairs = text_pairs[start:start + config.batch_size] if text_pairs else None
             try:
                 predictions = client.predict(batch, pairs)
-            except serving.ServingError as error:
+            except ServingError as error:
                 raise click.ClickException(
                     f"Predict on {config.server} (model '{config.model_name}') failed with "
                     f"{error.code.name}: {error.message}") from error

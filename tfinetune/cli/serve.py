@@ -88,15 +88,18 @@ def command(port: int, host: str, model_name: str, model_base_path: str,
 
 def run(config: ServeConfig) -> None:
     """Starts the server, blocks until SIGINT/SIGTERM, then stops it gracefully."""
-    import serving  # imports TensorFlow: only once the command runs
+    # Imported here: serving imports TensorFlow. Submodules, not the lazy `serving.Server`,
+    # so that a stale editable install mapping `serving` as a namespace package still works.
+    from serving.server import Server
+    from serving.serving_error import ServingError
 
     click.echo(f"Loading model '{config.model_name}' from {config.model_base_path} ...", err=True)
-    server = serving.Server({config.model_name: config.model_base_path}, host=config.host,
-                            port=config.port,
-                            file_system_poll_wait_seconds=config.file_system_poll_wait_seconds)
+    server = Server({config.model_name: config.model_base_path}, host=config.host,
+                    port=config.port,
+                    file_system_poll_wait_seconds=config.file_system_poll_wait_seconds)
     try:
         server.start()
-    except serving.ServingError as error:
+    except ServingError as error:
         raise click.ClickException(
             f"Cannot serve model '{config.model_name}' from {config.model_base_path}: "
             f"{error.message}") from error
