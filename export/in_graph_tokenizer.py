@@ -244,6 +244,11 @@ def _first_n(tokens: tf.RaggedTensor, counts: tf.Tensor) -> tf.RaggedTensor:
 def _wordpiece_options(tokenizer: Any) -> dict[str, Any]:
     """Reads the normalisation and WordPiece settings, or explains why they cannot be embedded."""
     name = type(tokenizer).__name__
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        options = _rust_options(name, json.loads(backend.to_str()))
+    else:
+        options = _python_options(name, tokenizer)
     for token in ("cls_token_id", "sep_token_id", "pad_token_id"):
         if getattr(tokenizer, token, None) is None:
             raise UnsupportedTokenizerError(
@@ -256,9 +261,10 @@ def _wordpiece_options(tokenizer: Any) -> dict[str, Any]:
                 f"{_SUPPORTED}, truncating and padding on the right. Expected {side}='right'. "
                 f"Received: {name} with {side}={getattr(tokenizer, side)!r}"
             )
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        return _rust_options(name, json.loads(backend.to_str()))
+    return options
+
+
+def _python_options(name: str, tokenizer: Any) -> dict[str, Any]:
     basic = getattr(tokenizer, "basic_tokenizer", None)
     wordpiece = getattr(tokenizer, "wordpiece_tokenizer", None)
     if wordpiece is None or not hasattr(tokenizer, "vocab"):

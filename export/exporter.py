@@ -1,0 +1,291 @@
+"""`export_model`: a fine-tuned run directory → a TF Serving version directory, atomically."""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from export import _environment  # noqa: F401  (must run before TF/transformers imports)
+
+import tensorflow as tf  # noqa: E402
+
+from export import saved_model_signatures  # noqa: E402
+from export.classifier_serving_module import CLASSIFY  # noqa: E402
+from export.classifier_serving_module import SIGNATURE_NAMES  # noqa: E402
+from export.classifier_serving_module import ClassifierServingModule  # noqa: E402
+from export.errors import ExportError  # noqa: E402
+from export.errors import RunDirError  # noqa: E402
+from export.errors import VersionError  # noqa: E402
+from export.export_result import ExportResult  # noqa: E402
+from export.in_graph_tokenizer import InGraphTokenizer  # noqa: E402
+from export.parity_check import check_parity  # noqa: E402
+from export.parity_check import default_parity_texts  # noqa: E402
+from export.parity_check import parity_pairs  # noqa: E402
+from export.run_directory import FIT_CONFIG_FILE  # noqa: E402
+from export.run_directory import LABELS_FILE  # noqa: E402
+from export.run_directory import SUPPORTED_TASK  # noqa: E402
+from export.run_directory import RunDirectory  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+ASSETS_EXTRA = "assets.extra"
+EXPORT_CONFIG_FILE = "export_config.json"
+TOKENIZER_DIR = "tokenizer"
+TEMP_PREFIX = ".tmp-export-"
+_VERSION_NAME = re.compile(r"[0-9]+")
+
+
+def export_model(
+    run_dir: str | Path,
+    base_path: str | Path,
+    *,
+    version: int | None = None,
+    max_length: int | None = None,
+    parity_texts: Sequence[str] | None = None,
+) -> ExportResult:
+    """Exports a fine-tuned classifier as a SavedModel with its tokenizer in the graph.
+
+    Writes `base_path/<version>/` the way TF Serving expects: the SavedModel is written to a
+    temporary directory beside it (`base_path/.tmp-export-<version>-<random>`, a name TF Serving
+    ignores), checked, then renamed, so a server polling `base_path` never sees a half-written
+    version. On any failure the temporary directory is removed and `base_path` is left as it was.
+
+    Signatures: `serving_default` (`text` [, `text_pair`] strings → `probabilities`, `label_id`,
+    `label`, `classes`), `tokens` (`input_ids`, `attention_mask`, `token_type_ids` →
+    `logits`, `probabilities`) and `classify` (serialized `tf.Example`s → `classes`, `scores`;
+    method name `tensorflow/serving/classify`). `assets.extra/` holds `labels.json`,
+    `export_config.json`, a copy of `fit_config.yaml` and the tokenizer files.
+
+    Example:
+
+    ```python
+    import export
+
+    result = export.export_model("runs/sst2", "models/sst2")
+    print(result.path)  # models/sst2/1
+    ```
+
+    Args:
+        run_dir: A run directory written by `tfinetune fit`.
+        base_path: The model's base path (the directory TF Serving polls); created if missing.
+        version: The version to write; default: one above the highest integer directory in
+            `base_path`, or 1. An existing version is never overwritten.
+        max_length: Maximum tokens per input (special tokens included); default: `max_length`
+            from the run's `fit_config.yaml`. At most the model's `max_position_embeddings`.
+        parity_texts: Texts for the parity check; default: a fixed varied set plus texts longer
+            than `max_length`. For pair models the second segments are the texts rotated by one.
+
+    Returns:
+        The written path, version, signature names and the parity check's max difference.
+
+    Raises:
+        ExportError: The run directory is invalid (`RunDirError`), the tokenizer is not
+            WordPiece (`UnsupportedTokenizerError`), the version exists or is invalid
+            (`VersionError`), or the reloaded SavedModel does not match the in-memory model
+            (`ParityError`).
+    """
+    run = RunDirectory.open(run_dir)
+    base = _prepare_base_path(base_path)
+    version = _choose_version(base, version)
+    model = run.load_model()
+    tokenizer = run.load_tokenizer()
+    max_length = _resolve_max_length(run, model, max_length)
+    texts = list(parity_texts) if parity_texts is not None else default_parity_texts(max_length)
+    if not texts or not all(isinstance(text, str) for text in texts):
+        raise ExportError(
+            f"Invalid parity_texts. Expected a non-empty sequence of strings. Received: "
+            f"{parity_texts!r}"
+        )
+    pairs = parity_pairs(texts) if run.text_pair else None
+
+    in_graph_tokenizer = InGraphTokenizer.from_hf_tokenizer(tokenizer, max_length=max_length)
+    module = ClassifierServingModule(model, in_graph_tokenizer, run.labels, text_pair=run.text_pair)
+
+    temp_dir = _make_temp_dir(base, version)
+    try:
+        save_module(module, temp_dir)
+        _write_assets_extra(temp_dir / ASSETS_EXTRA, run, tokenizer, max_length, version)
+        difference = check_parity(
+            temp_dir,
+            model,
+            tokenizer,
+            texts=texts,
+            text_pairs=pairs,
+            max_length=max_length,
+            labels=run.labels,
+        )
+        final_dir = base / str(version)
+        _rename_without_replacing(temp_dir, final_dir, version)
+    except BaseException:
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        raise
+    logger.info(
+        "Exported %s as version %d to %s (signatures: %s; max_length %d; parity max |difference| "
+        "%.3g)",
+        run.path,
+        version,
+        final_dir,
+        ", ".join(SIGNATURE_NAMES),
+        max_length,
+        difference,
+    )
+    return ExportResult(
+        path=final_dir,
+        version=version,
+        signatures=SIGNATURE_NAMES,
+        max_abs_difference=difference,
+    )
+
+
+def save_module(module: ClassifierServingModule, export_dir: Path) -> None:
+    """Saves the module with its three signatures and marks `classify` as a classification."""
+    tf.saved_model.save(module, str(export_dir), signatures=module.signatures())
+    saved_model_signatures.set_method_name(
+        export_dir, CLASSIFY, saved_model_signatures.CLASSIFY_METHOD_NAME
+    )
+
+
+def existing_versions(base: Path) -> dict[int, Path]:
+    """The version directories in `base` (children whose names are integers), by version."""
+    versions = {}
+    for child in base.iterdir():
+        if _VERSION_NAME.fullmatch(child.name) and child.is_dir():
+            versions[int(child.name)] = child
+    return versions
+
+
+def _prepare_base_path(base_path: str | Path) -> Path:
+    base = Path(base_path)
+    if base.exists() and not base.is_dir():
+        raise VersionError(
+            f"The base path is not a directory. Expected a directory to hold version "
+            f"directories (created if missing). Received: base_path='{base}' (a file)"
+        )
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise VersionError(
+            f"Cannot create the base path. Expected a writable directory. Received: "
+            f"base_path='{base}' ({error})"
+        ) from error
+    return base
+
+
+def _choose_version(base: Path, version: int | None) -> int:
+    versions = existing_versions(base)
+    next_version = max(versions, default=0) + 1
+    if version is None:
+        return next_version
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        raise VersionError(
+            f"Invalid version. Expected a non-negative integer (or none, to use {next_version}). "
+            f"Received: version={version!r}"
+        )
+    if version in versions:
+        raise VersionError(
+            f"Version {version} already exists and is never overwritten. Expected a new version "
+            f"number (the next free one is {next_version}), or no version to pick it. Received: "
+            f"version={version} with {versions[version]} present"
+        )
+    return version
+
+
+def _resolve_max_length(run: RunDirectory, model: Any, max_length: int | None) -> int:
+    source = "max_length"
+    if max_length is None:
+        max_length = run.max_length
+        source = f"max_length in {FIT_CONFIG_FILE}"
+        if max_length is None:
+            raise RunDirError(
+                f"No max_length to export with. Expected max_length in "
+                f"{run.path / FIT_CONFIG_FILE} or an explicit max_length (--max-length). "
+                f"Received: neither"
+            )
+    minimum = 4 if run.text_pair else 3
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < minimum:
+        raise ExportError(
+            f"Invalid {source}. Expected an integer of at least {minimum} (room for the special "
+            f"tokens and one token of text). Received: max_length={max_length!r}"
+        )
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit is not None and max_length > limit:
+        raise ExportError(
+            f"{source} is longer than the model supports. Expected at most {limit} (the "
+            f"model's max_position_embeddings). Received: max_length={max_length}"
+        )
+    return max_length
+
+
+def _make_temp_dir(base: Path, version: int) -> Path:
+    while True:
+        temp_dir = base / f"{TEMP_PREFIX}{version}-{secrets.token_hex(4)}"
+        try:
+            temp_dir.mkdir()  # honours the umask, unlike tempfile.mkdtemp's 0o700
+        except FileExistsError:
+            continue
+        return temp_dir
+
+
+def _rename_without_replacing(temp_dir: Path, final_dir: Path, version: int) -> None:
+    # Re-checked here: another export may have taken the version while this one was running.
+    if os.path.lexists(final_dir) or version in existing_versions(final_dir.parent):
+        raise VersionError(
+            f"Version {version} was created by someone else during this export and is never "
+            f"overwritten. Expected {final_dir} to stay free. Received: it exists now"
+        )
+    try:
+        os.rename(temp_dir, final_dir)
+    except OSError as error:
+        raise VersionError(
+            f"Cannot move the export into place. Expected to rename {temp_dir} to {final_dir}. "
+            f"Received: {error}"
+        ) from error
+
+
+def _write_assets_extra(
+    directory: Path, run: RunDirectory, tokenizer: Any, max_length: int, version: int
+) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    labels = list(run.labels)
+    (directory / LABELS_FILE).write_text(
+        json.dumps({"labels": labels}, indent=2) + "\n", encoding="utf-8"
+    )
+    shutil.copyfile(run.path / FIT_CONFIG_FILE, directory / FIT_CONFIG_FILE)
+    tokenizer.save_pretrained(str(directory / TOKENIZER_DIR))
+    config = {
+        "task": run.fit_config.get("task", SUPPORTED_TASK),
+        "labels": labels,
+        "max_length": max_length,
+        "text_pair": run.text_pair,
+        "text_column": run.fit_config.get("text_column"),
+        "text_pair_column": run.fit_config.get("text_pair_column"),
+        "version": version,
+        "run_dir": str(run.path.resolve()),
+        "base_model": run.fit_config.get("model"),
+        "signatures": list(SIGNATURE_NAMES),
+        "tokenizer": type(tokenizer).__name__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "tfinetune_version": _distribution_version("tfinetune"),
+        "tensorflow_version": tf.__version__,
+        "tensorflow_text_version": _distribution_version("tensorflow-text"),
+        "transformers_version": _distribution_version("transformers"),
+    }
+    (directory / EXPORT_CONFIG_FILE).write_text(
+        json.dumps(config, indent=2) + "\n", encoding="utf-8"
+    )
+
+
+def _distribution_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
