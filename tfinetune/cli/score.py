@@ -93,10 +93,15 @@ def command(input_file, output, metrics_json, quiet, **options) -> None:
 
 
 def _make_client(config: ScoreConfig):
-    """The gRPC client of the model server (imported here: `serving` imports TensorFlow)."""
-    import serving
+    """The gRPC client of the model server.
 
-    return serving.Client(
+    Imported here because `serving` imports TensorFlow; from the submodule, not the lazy
+    `serving.Client`, so that a stale editable install mapping `serving` as a namespace
+    package still works (as in `tfinetune.cli.serve`).
+    """
+    from serving.client import Client
+
+    return Client(
         config.server,
         config.model_name,
         signature_name=config.signature_name,

@@ -104,3 +104,198 @@ def test_metrics_report_when_no_row_has_a_known_label(tmp_path, fake_client):
     assert result.stdout.startswith(
         "No metrics: no row has both a prediction and a known label in column 'gold'; "
         "excluded: 1 with an empty label or one the model does not know (e.g. 'meh'")
+
+
+# ------------------------------------------------------------------------- real gRPC server
+
+
+def free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def model_base(tmp_path_factory, tiny_run_dir):
+    from export.exporter import export_model
+
+    base = tmp_path_factory.mktemp("models") / "clf"
+    export_model(tiny_run_dir, base)
+    return base
+
+
+@pytest.fixture(scope="module")
+def server(model_base):
+    from serving.server import Server
+
+    server = Server({"clf": model_base}, port=0, file_system_poll_wait_seconds=0)
+    server.start()
+    yield server
+    server.stop(grace=0)
+
+
+def real_predictions(server, texts):
+    from serving.client import Client
+
+    with Client(f"127.0.0.1:{server.port}", "clf") as client:
+        return client.predict(texts)
+
+
+def sentiment_rows(n, seed):
+    from tests.conftest import synthetic_sentiment_rows
+
+    return [{"id": str(i), **row} for i, row in enumerate(synthetic_sentiment_rows(n, seed))]
+
+
+def test_real_server_writes_input_columns_label_and_probabilities_in_order(tmp_path, server):
+    rows = [{"id": row["id"], "text": row["text"]} for row in sentiment_rows(250, seed=7)]
+    source = write_rows(tmp_path / "in.csv", rows)
+    out = tmp_path / "out.csv"
+    result = run(source, "--server", f"127.0.0.1:{server.port}", "--model-name", "clf",
+                 "-o", out, "--batch-size", "16", "--concurrency", "4")
+    assert result.exit_code == 0, result.output
+    assert "Scored 250 rows" in result.stderr and result.stdout == ""
+    reader = TableReader(out)
+    assert reader.columns == ["id", "text", "label", "prob_negative", "prob_positive", "error"]
+    scored = [row.values for row in reader]
+    assert [row["id"] for row in scored] == [row["id"] for row in rows]
+    assert [row["text"] for row in scored] == [row["text"] for row in rows]
+    expected = real_predictions(server, [row["text"] for row in rows])
+    for row, prediction in zip(scored, expected):
+        assert row["label"] == prediction.label
+        assert row["error"] == ""
+        for label in ("negative", "positive"):
+            assert float(row[f"prob_{label}"]) == pytest.approx(
+                prediction.probabilities[label], abs=1e-6)
+
+
+def test_real_server_jsonl_with_label_column_prints_metrics(tmp_path, server):
+    from tfinetune.classification_metrics import ClassificationMetrics
+
+    rows = sentiment_rows(60, seed=8)
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    out, metrics_file = tmp_path / "out.jsonl", tmp_path / "metrics.json"
+    result = run(source, "--server", f"127.0.0.1:{server.port}", "--model-name", "clf",
+                 "-o", out, "--label-column", "label", "--batch-size", "7",
+                 "--metrics-json", metrics_file)
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in records] == [r["id"] for r in rows]
+    assert all("error" not in r for r in records)
+    assert list(records[0]) == ["id", "text", "label", "predicted_label", "prob_negative",
+                                "prob_positive"]
+    predictions = real_predictions(server, [row["text"] for row in rows])
+    labels = ["negative", "positive"]
+    expected = ClassificationMetrics.compute(
+        [labels.index(row["label"]) for row in rows],
+        [labels.index(p.label) for p in predictions], labels)
+    assert result.stdout == (
+        "Metrics against column 'label' (60 of 60 rows):\n\n" + expected.format_text() + "\n")
+    saved = json.loads(metrics_file.read_text())
+    assert saved["confusion_matrix"] == expected.confusion_matrix
+    assert saved["f1"] == pytest.approx(expected.f1)
+
+
+class RoutingClient:
+    """Real clients: batches containing 'FAIL' go to one that the server rejects."""
+
+    def __init__(self, target, **bad_options):
+        from serving.client import Client
+
+        self.good = Client(target, "clf", retries=0)
+        self.bad = Client(target, "clf", retries=0, **bad_options)
+
+    def label_names(self):
+        return self.good.label_names()
+
+    def predict(self, texts, text_pairs=None):
+        client = self.bad if any("FAIL" in text for text in texts) else self.good
+        return client.predict(texts, text_pairs)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.good.close()
+        self.bad.close()
+
+
+@pytest.mark.parametrize(
+    "bad_options, failed_ids, code",
+    [
+        # NOT_FOUND concerns the request, not a row: the whole batch of 8 fails.
+        ({"version": 999}, [str(i) for i in range(8, 24)], "NOT_FOUND"),
+        # INVALID_ARGUMENT may be one bad row: the batch is split until the row is alone.
+        ({"signature_name": "tokens"}, ["10", "17"], "INVALID_ARGUMENT"),
+    ],
+)
+def test_real_server_failed_rows_get_error_and_exit_code_1(
+        tmp_path, server, monkeypatch, bad_options, failed_ids, code):
+    rows = [{"id": row["id"], "text": row["text"]} for row in sentiment_rows(40, seed=9)]
+    rows[10]["text"] = rows[17]["text"] = "FAIL this row"
+    source = write_rows(tmp_path / "in.csv", rows)
+    monkeypatch.setattr(score, "_make_client",
+                        lambda config: RoutingClient(config.server, **bad_options))
+    out = tmp_path / "out.csv"
+    result = run(source, "--server", f"127.0.0.1:{server.port}", "--model-name", "clf",
+                 "-o", out, "--batch-size", "8", "--concurrency", "3")
+    assert result.exit_code == 1
+    assert f"{len(failed_ids)} of 40 rows failed" in result.stderr
+    scored = [row.values for row in TableReader(out)]
+    assert [row["id"] for row in scored] == [str(i) for i in range(40)]
+    assert [row["id"] for row in scored if row["error"]] == failed_ids
+    assert all(row["error"].startswith(f"{code}: ") for row in scored if row["error"])
+    assert all(row["label"] in ("negative", "positive") for row in scored if not row["error"])
+
+
+def test_server_stopped_after_label_fetch_fails_every_row(tmp_path, model_base, monkeypatch):
+    from serving.client import Client
+    from serving.server import Server
+
+    doomed = Server({"clf": model_base}, port=0, file_system_poll_wait_seconds=0)
+    doomed.start()
+
+    class StopAfterLabels(Client):
+        def label_names(self):
+            names = super().label_names()
+            doomed.stop(grace=0)
+            return names
+
+    monkeypatch.setattr(score, "_make_client", lambda config: StopAfterLabels(
+        config.server, config.model_name, retries=config.retries, timeout=config.timeout))
+    source = write_rows(tmp_path / "in.csv", review_rows(30))
+    out = tmp_path / "out.csv"
+    try:
+        result = run(source, "--server", f"127.0.0.1:{doomed.port}", "--model-name", "clf",
+                     "-o", out, "--batch-size", "10", "--retries", "1", "--timeout", "5")
+    finally:
+        doomed.stop(grace=0)
+    assert result.exit_code == 1
+    assert "30 of 30 rows failed" in result.stderr
+    scored = [row.values for row in TableReader(out)]
+    assert [row["id"] for row in scored] == [str(i) for i in range(30)]
+    assert all(row["error"].startswith("UNAVAILABLE: ") for row in scored)
+
+
+def test_server_down_fails_before_writing_naming_server_and_model(tmp_path):
+    source = write_rows(tmp_path / "in.csv", review_rows(3))
+    port = free_port()
+    result = run(source, "--server", f"127.0.0.1:{port}", "--model-name", "clf",
+                 "-o", tmp_path / "out.csv", "--retries", "0", "--timeout", "5")
+    assert result.exit_code == 1
+    assert (f"Error: Cannot get the label names of model 'clf' from the server at "
+            f"127.0.0.1:{port}: UNAVAILABLE: ") in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+
+
+def test_unknown_model_fails_before_writing(tmp_path, server):
+    source = write_rows(tmp_path / "in.csv", review_rows(3))
+    result = run(source, "--server", f"127.0.0.1:{server.port}", "--model-name", "nope",
+                 "-o", tmp_path / "out.csv")
+    assert result.exit_code == 1
+    assert "Cannot get the label names of model 'nope'" in result.stderr
+    assert "NOT_FOUND" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
