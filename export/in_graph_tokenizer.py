@@ -126,9 +126,12 @@ class InGraphTokenizer(tf.Module):
         from transformers import TFBertTokenizer
 
         options = _wordpiece_options(tokenizer)
-        wordpiece = TFBertTokenizer.from_tokenizer(
-            tokenizer,
+        wordpiece = TFBertTokenizer(
+            vocab_list=_vocab_list(tokenizer),
             do_lower_case=False,
+            cls_token_id=tokenizer.cls_token_id,
+            sep_token_id=tokenizer.sep_token_id,
+            pad_token_id=tokenizer.pad_token_id,
             padding="longest",
             truncation=True,
             max_length=max_length,
@@ -239,6 +242,17 @@ def _python_longest_first(first_length, second_length, budget):
 def _first_n(tokens: tf.RaggedTensor, counts: tf.Tensor) -> tf.RaggedTensor:
     positions = tf.ragged.range(tokens.row_lengths())
     return tf.ragged.boolean_mask(tokens, positions < tf.expand_dims(counts, 1))
+
+
+def _vocab_list(tokenizer: Any) -> list[str]:
+    """Tokens by id. `TFBertTokenizer.from_tokenizer` assumes ids 0..N-1 without gaps; a vocab
+    file with a repeated line leaves a gap (the dict keeps the last id), which would shift every
+    later id by one. Gaps get placeholders that no text can produce (they contain spaces)."""
+    vocab = tokenizer.get_vocab()
+    tokens = [f"[ unused id {i} ]" for i in range(max(vocab.values()) + 1)]
+    for token, index in vocab.items():
+        tokens[index] = token
+    return tokens
 
 
 def _wordpiece_options(tokenizer: Any) -> dict[str, Any]:
