@@ -93,6 +93,15 @@ def export_model(
             (`VersionError`), or the reloaded SavedModel does not match the in-memory model
             (`ParityError`).
     """
+    if parity_texts is not None and (
+        isinstance(parity_texts, str)
+        or not parity_texts
+        or not all(isinstance(text, str) for text in parity_texts)
+    ):
+        raise ExportError(
+            f"Invalid parity_texts. Expected a non-empty sequence of strings. Received: "
+            f"{parity_texts!r}"
+        )
     run = RunDirectory.open(run_dir)
     base = _prepare_base_path(base_path)
     version = _choose_version(base, version)
@@ -100,11 +109,6 @@ def export_model(
     tokenizer = run.load_tokenizer()
     max_length = _resolve_max_length(run, model, max_length)
     texts = list(parity_texts) if parity_texts is not None else default_parity_texts(max_length)
-    if not texts or not all(isinstance(text, str) for text in texts):
-        raise ExportError(
-            f"Invalid parity_texts. Expected a non-empty sequence of strings. Received: "
-            f"{parity_texts!r}"
-        )
     pairs = parity_pairs(texts) if run.text_pair else None
 
     in_graph_tokenizer = InGraphTokenizer.from_hf_tokenizer(tokenizer, max_length=max_length)
