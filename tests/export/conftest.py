@@ -109,6 +109,22 @@ def pair_export(tmp_path_factory, sensitive_pair_run_dir):
 
 
 @pytest.fixture(scope="session")
+def loaded_single(single_export):
+    """`single_export` reloaded with `tf.saved_model.load`."""
+    import tensorflow as tf
+
+    return tf.saved_model.load(str(single_export.path))
+
+
+@pytest.fixture(scope="session")
+def loaded_pair(pair_export):
+    """`pair_export` reloaded with `tf.saved_model.load`."""
+    import tensorflow as tf
+
+    return tf.saved_model.load(str(pair_export.path))
+
+
+@pytest.fixture(scope="session")
 def single_reference(sensitive_run_dir):
     """The in-memory model and Hugging Face tokenizer of `sensitive_run_dir`."""
     from export.run_directory import RunDirectory

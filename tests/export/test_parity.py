@@ -16,20 +16,6 @@ from tests.export.reference import reference_probabilities
 from tests.export.reference import serialized_examples
 
 
-@pytest.fixture(scope="module")
-def loaded_single(single_export):
-    import tensorflow as tf
-
-    return tf.saved_model.load(str(single_export.path))
-
-
-@pytest.fixture(scope="module")
-def loaded_pair(pair_export):
-    import tensorflow as tf
-
-    return tf.saved_model.load(str(pair_export.path))
-
-
 def _check_serving_outputs(outputs, expected_probabilities):
     probabilities = outputs["probabilities"].numpy()
     np.testing.assert_allclose(probabilities, expected_probabilities, rtol=0, atol=TOLERANCE)

@@ -43,8 +43,7 @@ EXPECTED = {
 
 @pytest.fixture(params=["single", "pair"])
 def exported(request):
-    fixture = "single_export" if request.param == "single" else "pair_export"
-    return request.param, request.getfixturevalue(fixture)
+    return request.param, request.getfixturevalue(f"{request.param}_export")
 
 
 def _meta_graph(path):
@@ -83,11 +82,9 @@ def test_export_result_lists_the_signatures(exported):
     assert result.signatures == ("serving_default", "tokens", "classify")
 
 
-def test_reloaded_signatures_have_the_same_specs(exported):
-    import tensorflow as tf
-
-    kind, result = exported
-    loaded = tf.saved_model.load(str(result.path))
+@pytest.mark.parametrize("kind", ["single", "pair"])
+def test_reloaded_signatures_have_the_same_specs(kind, request):
+    loaded = request.getfixturevalue(f"loaded_{kind}")
 
     assert set(loaded.signatures.keys()) == {"serving_default", "tokens", "classify"}
     for name, expected in EXPECTED[kind].items():
