@@ -1,0 +1,72 @@
+"""`tfinetune export`: a fine-tuned run directory → a TF Serving SavedModel version."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import click
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportCommandConfig:
+    """Options of `tfinetune export`.
+
+    Args:
+        run_dir: Run directory written by `tfinetune fit`.
+        base_path: Model base path; the SavedModel goes to `base_path/<version>/`.
+        version: Version to write; None: one above the highest existing version, or 1.
+        max_length: Maximum tokens per input; None: the run's `max_length`.
+    """
+
+    run_dir: Path
+    base_path: Path
+    version: int | None = None
+    max_length: int | None = None
+
+
+@click.command("export", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.option("-b", "--base-path", required=True, metavar="DIR",
+              type=click.Path(path_type=Path, file_okay=False),
+              help="Model base path (the directory TF Serving polls); created if missing.")
+@click.option("--version", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Version to write (never overwritten). Default: highest existing + 1, or 1.")
+@click.option("--max-length", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Maximum tokens per input, special tokens included. Default: the run's "
+                   "max_length from fit_config.yaml.")
+def command(run_dir: Path, base_path: Path, version: int | None,
+            max_length: int | None) -> None:
+    """Export a fine-tuned run as a SavedModel version, tokenizer included.
+
+    Writes BASE_PATH/<version>/ atomically (built in a temporary directory beside it, reloaded,
+    checked against the in-memory model, then renamed), with the signatures serving_default
+    (raw strings), tokens (token ids) and classify (tf.Example, TF Serving's Classify API).
+    Prints the version directory on stdout.
+
+    \b
+    tfinetune export runs/sentiment --base-path models/sentiment
+    tfinetune export runs/sentiment --base-path models/sentiment --version 3 --max-length 128
+    """
+    config = ExportCommandConfig(run_dir=run_dir, base_path=base_path, version=version,
+                                 max_length=max_length)
+    run(config)
+
+
+def run(config: ExportCommandConfig) -> None:
+    """Runs the export and reports the result: the path on stdout, a summary on stderr."""
+    # Imported from the defining modules (not the lazy `export` package attributes) so the
+    # command also works where `export` resolves as a namespace package (a stale editable
+    # install made before export/__init__.py existed).
+    from export.errors import ExportError
+    from export.exporter import export_model
+
+    click.echo(f"Exporting {config.run_dir} to {config.base_path} ...", err=True)
+    try:
+        result = export_model(config.run_dir, config.base_path, version=config.version,
+                              max_length=config.max_length)
+    except ExportError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"Exported version {result.version} (signatures: {', '.join(result.signatures)}; "
+               f"parity max |difference| {result.max_abs_difference:.2g}).", err=True)
+    click.echo(str(result.path))
