@@ -10,7 +10,7 @@ class RunDirError(ExportError):
 
 
 class UnsupportedTokenizerError(ExportError):
-    """The run's tokenizer cannot be embedded in the graph (only BERT-style WordPiece can, for now)."""
+    """The run's tokenizer cannot be embedded in the graph (for now only BERT-style WordPiece)."""
 
 
 class VersionError(ExportError):

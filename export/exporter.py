@@ -76,7 +76,8 @@ def export_model(
 
     Args:
         run_dir: A run directory written by `tfinetune fit`.
-        base_path: The model's base path (the directory TF Serving polls); created if missing.
+        base_path: The model's base path (the directory TF Serving polls); created if missing
+            (and removed again if the export fails).
         version: The version to write; default: one above the highest integer directory in
             `base_path`, or 1. An existing version is never overwritten.
         max_length: Maximum tokens per input (special tokens included); default: `max_length`
@@ -103,7 +104,7 @@ def export_model(
             f"{parity_texts!r}"
         )
     run = RunDirectory.open(run_dir)
-    base = _prepare_base_path(base_path)
+    base = _check_base_path(base_path)
     version = _choose_version(base, version)
     model = run.load_model()
     tokenizer = run.load_tokenizer()
@@ -114,6 +115,7 @@ def export_model(
     in_graph_tokenizer = InGraphTokenizer.from_hf_tokenizer(tokenizer, max_length=max_length)
     module = ClassifierServingModule(model, in_graph_tokenizer, run.labels, text_pair=run.text_pair)
 
+    base_existed = base.exists()
     temp_dir = _make_temp_dir(base, version)
     try:
         save_module(module, temp_dir)
@@ -131,6 +133,8 @@ def export_model(
         _rename_without_replacing(temp_dir, final_dir, version)
     except BaseException:
         shutil.rmtree(temp_dir, ignore_errors=True)
+        if not base_existed:
+            _remove_if_empty(base)
         raise
     logger.info(
         "Exported %s as version %d to %s (signatures: %s; max_length %d; parity max |difference| "
@@ -160,6 +164,8 @@ def save_module(module: ClassifierServingModule, export_dir: Path) -> None:
 
 def existing_versions(base: Path) -> dict[int, Path]:
     """The version directories in `base` (children whose names are integers), by version."""
+    if not base.is_dir():
+        return {}
     versions = {}
     for child in base.iterdir():
         if _VERSION_NAME.fullmatch(child.name) and child.is_dir():
@@ -167,20 +173,13 @@ def existing_versions(base: Path) -> dict[int, Path]:
     return versions
 
 
-def _prepare_base_path(base_path: str | Path) -> Path:
+def _check_base_path(base_path: str | Path) -> Path:
     base = Path(base_path)
     if base.exists() and not base.is_dir():
         raise VersionError(
             f"The base path is not a directory. Expected a directory to hold version "
             f"directories (created if missing). Received: base_path='{base}' (a file)"
         )
-    try:
-        base.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise VersionError(
-            f"Cannot create the base path. Expected a writable directory. Received: "
-            f"base_path='{base}' ({error})"
-        ) from error
     return base
 
 
@@ -230,6 +229,13 @@ def _resolve_max_length(run: RunDirectory, model: Any, max_length: int | None) -
 
 
 def _make_temp_dir(base: Path, version: int) -> Path:
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise VersionError(
+            f"Cannot create the base path. Expected a writable directory. Received: "
+            f"base_path='{base}' ({error})"
+        ) from error
     while True:
         temp_dir = base / f"{TEMP_PREFIX}{version}-{secrets.token_hex(4)}"
         try:
@@ -237,6 +243,13 @@ def _make_temp_dir(base: Path, version: int) -> Path:
         except FileExistsError:
             continue
         return temp_dir
+
+
+def _remove_if_empty(directory: Path) -> None:
+    try:
+        directory.rmdir()
+    except OSError:
+        pass
 
 
 def _rename_without_replacing(temp_dir: Path, final_dir: Path, version: int) -> None:

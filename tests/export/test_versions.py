@@ -78,6 +78,24 @@ def test_base_path_that_is_a_file(tmp_path, tiny_run_dir):
         export.export_model(tiny_run_dir, base)
 
 
+def test_failed_export_removes_the_base_path_it_created(tmp_path, tiny_run_dir, monkeypatch):
+    import export
+    import export.exporter
+
+    def fail(module, export_dir):
+        (export_dir / "saved_model.pb").write_bytes(b"half-written")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(export.exporter, "save_module", fail)
+    base = tmp_path / "new" / "models"
+
+    with pytest.raises(OSError, match="disk full"):
+        export.export_model(tiny_run_dir, base)
+
+    assert not base.exists()
+    assert (tmp_path / "new").is_dir()
+
+
 def test_existing_versions_reads_integer_directories_only(tmp_path):
     from export.exporter import existing_versions
 
