@@ -7,6 +7,7 @@ import logging
 
 import click
 
+from tfinetune.cli.quiet_import import import_tensorflow_quietly
 from tfinetune.errors import TfinetuneError
 from tfinetune.fit_config import SCHEDULES
 from tfinetune.fit_config import FitConfig
@@ -72,6 +73,7 @@ def command(config_file, **options) -> None:
     """
     try:
         config = FitConfig.from_options(options, config_file)
+        import_tensorflow_quietly()
         import tfinetune
 
         result = tfinetune.fit(config)

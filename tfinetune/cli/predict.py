@@ -8,6 +8,7 @@ import logging
 
 import click
 
+from tfinetune.cli.quiet_import import import_tensorflow_quietly
 from tfinetune.cli.serve import TfServingOption
 
 logger = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ def command(texts: tuple[str, ...], text_pairs: tuple[str, ...], **options) -> N
 
 def run(config: PredictConfig, texts: list[str], text_pairs: list[str] | None) -> None:
     """Predicts in batches and echoes one JSON line per text to stdout."""
+    import_tensorflow_quietly()
     # Imported here: serving imports TensorFlow (submodules: see tfinetune.cli.serve.run).
     from serving.client import Client
     from serving.serving_error import ServingError

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from tfinetune.cli.quiet_import import import_tensorflow_quietly
 from tfinetune.batch_scorer import ERROR_COLUMN
 from tfinetune.batch_scorer import BatchScorer
 from tfinetune.errors import ConfigError
@@ -71,6 +72,7 @@ def command(input_file, output, metrics_json, quiet, **options) -> None:
     except TfinetuneError as error:
         raise click.ClickException(str(error)) from error
 
+    import_tensorflow_quietly()
     from serving.serving_error import ServingError
 
     try:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from tfinetune.cli.quiet_import import import_tensorflow_quietly
+
 logger = logging.getLogger(__name__)
 
 
@@ -88,6 +90,7 @@ def command(port: int, host: str, model_name: str, model_base_path: str,
 
 def run(config: ServeConfig) -> None:
     """Starts the server, blocks until SIGINT/SIGTERM, then stops it gracefully."""
+    import_tensorflow_quietly()
     # Imported here: serving imports TensorFlow. Submodules, not the lazy `serving.Server`,
     # so that a stale editable install mapping `serving` as a namespace package still works.
     from serving.server import Server
