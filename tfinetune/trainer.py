@@ -10,6 +10,7 @@ import math
 import os
 import shutil
 import sys
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -21,6 +22,8 @@ from tfinetune.model_source import resolve_model
 from tfinetune.text_classification_examples import TextClassificationExamples
 
 logger = logging.getLogger(__name__)
+# transformers' TF models touch a deprecated TF API on every fit; nothing a user can act on.
+warnings.filterwarnings("ignore", message="`seed_generator` is deprecated", category=UserWarning)
 
 CHECKPOINT_DIR = "checkpoints"
 STAGING_DIR = ".staging"

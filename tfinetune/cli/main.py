@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 
 import click
@@ -57,7 +58,8 @@ def cli(verbose: int, quiet: bool) -> None:
     if verbose < 2:
         for noisy in ("tensorflow", "absl", "h5py", "matplotlib", "urllib3", "filelock"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
-        logging.getLogger("transformers").setLevel(logging.ERROR)
+    # transformers resets its logger level on import, so its own variable is the reliable knob.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error" if verbose == 0 else "warning")
 
 
 def main() -> None:
