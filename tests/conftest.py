@@ -8,13 +8,12 @@ code under test loads it exactly the way it loads `bert-base-uncased`.
 from __future__ import annotations
 
 import csv
-import json
 import random
 from pathlib import Path
 
 import pytest
 
-import tfinetune  # noqa: F401  (sets USE_TORCH=0 / TF_USE_LEGACY_KERAS before TF imports)
+import tfinetune  # (sets USE_TORCH=0 / TF_USE_LEGACY_KERAS before TF imports)
 
 POSITIVE_WORDS = ["good", "great", "excellent", "wonderful", "loved", "brilliant", "fun"]
 NEGATIVE_WORDS = ["bad", "awful", "terrible", "boring", "hated", "dull", "poor"]
@@ -91,40 +90,28 @@ def sentiment_data(tmp_path_factory) -> dict:
     }
 
 
-def _write_run_dir(directory: Path, tiny_model_dir: Path, text_pair_column: str | None) -> Path:
-    """A run directory with the layout `tfinetune fit` writes (model, tokenizer, labels, config)."""
-    import yaml
-    from transformers import AutoTokenizer
-    from transformers import TFAutoModelForSequenceClassification
-
-    model = TFAutoModelForSequenceClassification.from_pretrained(
-        tiny_model_dir,
-        num_labels=len(LABELS),
-        id2label=dict(enumerate(LABELS)),
-        label2id={label: i for i, label in enumerate(LABELS)},
-    )
-    model.save_pretrained(directory)
-    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(directory)
-    (directory / "labels.json").write_text(json.dumps({"labels": LABELS}), encoding="utf-8")
-    config = {
-        "task": "text-classification",
-        "model": str(tiny_model_dir),
-        "text_column": "text",
-        "text_pair_column": text_pair_column,
-        "label_column": "label",
-        "max_length": 32,
-    }
-    (directory / "fit_config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+def _fit_run_dir(directory: Path, tiny_model_dir: Path, text_pair_column: str | None) -> Path:
+    """A run directory written by a real (short) `tfinetune.fit` of the tiny BERT."""
+    rows = synthetic_sentiment_rows(64, seed=11)
+    if text_pair_column:
+        # The sentiment sits in the second segment; the first is neutral context.
+        rows = [{"text": " ".join(NEUTRAL_WORDS[i % 7:i % 7 + 3]), text_pair_column: row["text"],
+                 "label": row["label"]} for i, row in enumerate(rows)]
+    train = write_csv(directory.parent / f"{directory.name}-train.csv", rows)
+    tfinetune.fit(tfinetune.FitConfig(
+        model=str(tiny_model_dir), train=str(train), output_dir=str(directory),
+        text_pair_column=text_pair_column, epochs=2, batch_size=16, learning_rate=3e-3,
+        max_length=32, seed=0))
     return directory
 
 
 @pytest.fixture(scope="session")
 def tiny_run_dir(tmp_path_factory, tiny_model_dir) -> Path:
-    """A finished single-text classification run directory (untrained head, fixed weights)."""
-    return _write_run_dir(tmp_path_factory.mktemp("run-single"), tiny_model_dir, None)
+    """A finished single-text classification run directory, written by `tfinetune.fit`."""
+    return _fit_run_dir(tmp_path_factory.mktemp("runs") / "single", tiny_model_dir, None)
 
 
 @pytest.fixture(scope="session")
 def tiny_pair_run_dir(tmp_path_factory, tiny_model_dir) -> Path:
     """A finished sentence-pair classification run directory (`text` + `text_pair`)."""
-    return _write_run_dir(tmp_path_factory.mktemp("run-pair"), tiny_model_dir, "text_pair")
+    return _fit_run_dir(tmp_path_factory.mktemp("runs") / "pair", tiny_model_dir, "text_pair")

@@ -194,3 +194,14 @@ def test_weight_decay_skips_biases_and_layer_norm(tiny_model_dir):
     assert any("kernel" in name for name in decayed)
     assert skipped and all("bias" in name or "LayerNorm" in name for name in skipped)
     assert not any("bias" in name or "LayerNorm" in name for name in decayed)
+
+
+def test_sentence_pair_runs_record_the_pair_column_and_use_both_segments(tiny_pair_run_dir):
+    from transformers import AutoTokenizer
+
+    config = FitConfig.load(tiny_pair_run_dir / "fit_config.yaml")
+    assert config.text_pair_column == "text_pair"
+    tokenizer = AutoTokenizer.from_pretrained(tiny_pair_run_dir)
+    encoded = tokenizer("the movie", "was great")
+    assert 1 in encoded["token_type_ids"]  # the second segment is marked for the model
+    assert json.loads((tiny_pair_run_dir / "labels.json").read_text()) == {"labels": LABELS}
