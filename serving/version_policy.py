@@ -48,6 +48,23 @@ class VersionPolicy:
     def specific(cls, versions: Iterable[int]) -> "VersionPolicy":
         return cls("specific", versions=tuple(sorted(set(versions))))
 
+    @classmethod
+    def parse(cls, text: str) -> "VersionPolicy":
+        """Reads `latest`, `latest:N`, `all` or `specific:V1,V2,...`."""
+        kind, _, argument = text.strip().partition(":")
+        try:
+            if kind == "latest":
+                return cls.latest(int(argument) if argument else 1)
+            if kind == "all" and not argument:
+                return cls.all()
+            if kind == "specific" and argument:
+                return cls.specific(int(v) for v in argument.split(","))
+        except ValueError as error:
+            raise ValueError(f"{error} Received: {text!r}") from None
+        raise ValueError(
+            "Unknown version policy. Expected 'latest', 'latest:N', 'all' or "
+            f"'specific:V1,V2,...'. Received: {text!r}")
+
     def select(self, available: Iterable[int]) -> set[int]:
         """The versions to serve, out of the version numbers present on disk."""
         available = sorted(set(available))

@@ -83,3 +83,29 @@ def test_serves_until_sigterm_then_exits_cleanly(model_bases):
     reader.join(timeout=10)
     rest = "".join(iter(lambda: lines.get_nowait() if not lines.empty() else None, None))
     assert "Server stopped." in rest
+
+
+def test_model_version_policy_all_serves_every_version_directory(model_bases):
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from tfinetune.cli.serve import command; command()",
+         "--port=0", "--model-name=tf2", f"--model-base-path={model_bases['tf2']}",
+         "--model-version-policy=all", "--file-system-poll-wait-seconds=0"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for line in process.stdout:
+            if "Serving model" in line or "Error" in line:
+                break
+        assert "Serving model 'tf2' versions 2, 1 on" in line, line
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_bad_model_version_policy_is_a_usage_error(tmp_path):
+    result = CliRunner().invoke(command, ["--model-base-path", str(tmp_path),
+                                          "--model-version-policy", "newest"])
+    assert result.exit_code == 2
+    assert "--model-version-policy" in result.output and "'newest'" in result.output

@@ -65,3 +65,17 @@ def test_version_policy_validation():
         VersionPolicy("newest")
     with pytest.raises(ValueError, match="num_versions=0"):
         VersionPolicy.latest(0)
+
+
+def test_version_policy_parses_its_command_line_forms():
+    import pytest
+
+    from serving.version_policy import VersionPolicy
+
+    assert VersionPolicy.parse("latest") == VersionPolicy.latest(1)
+    assert VersionPolicy.parse("latest:3") == VersionPolicy.latest(3)
+    assert VersionPolicy.parse("all") == VersionPolicy.all()
+    assert VersionPolicy.parse("specific:2,1") == VersionPolicy.specific([1, 2])
+    for bad in ("newest", "latest:0", "specific:", "specific:a", "all:2"):
+        with pytest.raises(ValueError, match="Received"):
+            VersionPolicy.parse(bad)

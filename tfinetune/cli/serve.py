@@ -39,6 +39,8 @@ class ServeConfig:
         host: Interface to listen on.
         port: gRPC port (0 picks a free one).
         file_system_poll_wait_seconds: How often new versions are looked for; <= 0 never.
+        model_version_policy: Which versions to serve: `latest` (TF Serving's default),
+            `latest:N`, `all` or `specific:V1,V2`.
         shutdown_grace_seconds: On SIGINT/SIGTERM, how long in-flight requests may take.
     """
 
@@ -47,11 +49,18 @@ class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 8500
     file_system_poll_wait_seconds: float = 1.0
+    model_version_policy: str = "latest"
     shutdown_grace_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         if not self.model_name:
             raise click.BadParameter("must not be empty.", param_hint="--model-name")
+        from serving.version_policy import VersionPolicy
+
+        try:
+            VersionPolicy.parse(self.model_version_policy)
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--model-version-policy") from error
 
 
 @click.command("serve", context_settings={"help_option_names": ["-h", "--help"]})
@@ -70,9 +79,13 @@ class ServeConfig:
               show_default=True,
               help="Seconds between looks for new versions (loaded before the old one is "
                    "unloaded); 0 or less: never.")
+@click.option("--model-version-policy", default="latest", show_default=True,
+              metavar="POLICY",
+              help="Versions to serve: latest (TF Serving's default), latest:N, all, or "
+                   "specific:V1,V2 (TF Serving's model_version_policy without a config file).")
 def command(port: int, host: str, model_name: str, model_base_path: str,
-            file_system_poll_wait_seconds: float) -> None:
-    """Serve the latest version of a model over TensorFlow Serving's gRPC API.
+            file_system_poll_wait_seconds: float, model_version_policy: str) -> None:
+    """Serve a model's versions over TensorFlow Serving's gRPC API (the latest by default).
 
     PredictionService (Predict, Classify, Regress, GetModelMetadata), ModelService
     (GetModelStatus), gRPC health and reflection. TF Serving's underscore flag spellings
@@ -84,7 +97,8 @@ def command(port: int, host: str, model_name: str, model_base_path: str,
     """
     config = ServeConfig(model_base_path=Path(model_base_path), model_name=model_name,
                          host=host, port=port,
-                         file_system_poll_wait_seconds=file_system_poll_wait_seconds)
+                         file_system_poll_wait_seconds=file_system_poll_wait_seconds,
+                         model_version_policy=model_version_policy)
     run(config)
 
 
@@ -95,11 +109,13 @@ def run(config: ServeConfig) -> None:
     # so that a stale editable install mapping `serving` as a namespace package still works.
     from serving.server import Server
     from serving.serving_error import ServingError
+    from serving.version_policy import VersionPolicy
 
     click.echo(f"Loading model '{config.model_name}' from {config.model_base_path} ...", err=True)
     server = Server({config.model_name: config.model_base_path}, host=config.host,
                     port=config.port,
-                    file_system_poll_wait_seconds=config.file_system_poll_wait_seconds)
+                    file_system_poll_wait_seconds=config.file_system_poll_wait_seconds,
+                    version_policy=VersionPolicy.parse(config.model_version_policy))
     try:
         server.start()
     except ServingError as error:
