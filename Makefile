@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo-output
-DEMO_PORT ?= 8599
+DEMO_PORT ?=
 
 .PHONY: install test test-slow test-all demo clean
 

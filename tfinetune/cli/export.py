@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from tfinetune.cli.quiet_import import import_tensorflow_quietly
+
 
 @dataclasses.dataclass(frozen=True)
 class ExportCommandConfig:
@@ -55,9 +57,7 @@ def command(run_dir: Path, base_path: Path, version: int | None,
 
 def run(config: ExportCommandConfig) -> None:
     """Runs the export and reports the result: the path on stdout, a summary on stderr."""
-    # Imported from the defining modules (not the lazy `export` package attributes) so the
-    # command also works where `export` resolves as a namespace package (a stale editable
-    # install made before export/__init__.py existed).
+    import_tensorflow_quietly()
     from export.errors import ExportError
     from export.exporter import export_model
 

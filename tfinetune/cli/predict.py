@@ -83,7 +83,7 @@ def command(texts: tuple[str, ...], text_pairs: tuple[str, ...], **options) -> N
 def run(config: PredictConfig, texts: list[str], text_pairs: list[str] | None) -> None:
     """Predicts in batches and echoes one JSON line per text to stdout."""
     import_tensorflow_quietly()
-    # Imported here: serving imports TensorFlow (submodules: see tfinetune.cli.serve.run).
+    # Imported here, not at module level: serving imports TensorFlow.
     from serving.client import Client
     from serving.serving_error import ServingError
 

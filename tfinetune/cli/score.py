@@ -95,12 +95,7 @@ def command(input_file, output, metrics_json, quiet, **options) -> None:
 
 
 def _make_client(config: ScoreConfig):
-    """The gRPC client of the model server.
-
-    Imported here because `serving` imports TensorFlow; from the submodule, not the lazy
-    `serving.Client`, so that a stale editable install mapping `serving` as a namespace
-    package still works (as in `tfinetune.cli.serve`).
-    """
+    """The gRPC client of the model server (imported here: serving imports TensorFlow)."""
     from serving.client import Client
 
     return Client(

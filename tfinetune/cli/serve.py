@@ -105,8 +105,7 @@ def command(port: int, host: str, model_name: str, model_base_path: str,
 def run(config: ServeConfig) -> None:
     """Starts the server, blocks until SIGINT/SIGTERM, then stops it gracefully."""
     import_tensorflow_quietly()
-    # Imported here: serving imports TensorFlow. Submodules, not the lazy `serving.Server`,
-    # so that a stale editable install mapping `serving` as a namespace package still works.
+    # Imported here, not at module level: serving imports TensorFlow.
     from serving.server import Server
     from serving.serving_error import ServingError
     from serving.version_policy import VersionPolicy
