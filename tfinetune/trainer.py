@@ -83,7 +83,6 @@ def fit(config: FitConfig, *, callbacks: Sequence = ()) -> FitResult:
 
     tokenizer, model = _load(config, labels)
 
-    import tensorflow as tf
     import tf_keras
 
     from tfinetune.resumable_backup import ResumableBackup
@@ -91,6 +90,7 @@ def fit(config: FitConfig, *, callbacks: Sequence = ()) -> FitResult:
     from tfinetune.tokenized_dataset import tokenize
     from tfinetune.training_recorder import TrainingRecorder
     from tfinetune.validation_metrics_callback import ValidationMetricsCallback
+    from tfinetune.validation_metrics_callback import evaluate
     from tfinetune.warmup_decay_schedule import WarmupDecaySchedule
 
     pad_id = tokenizer.pad_token_id or 0
@@ -145,7 +145,8 @@ def fit(config: FitConfig, *, callbacks: Sequence = ()) -> FitResult:
         logger.warning("Best-epoch weights %s are missing; keeping the last epoch", best_weights)
     validation_metrics = None
     if validation is not None:
-        validation_metrics = _evaluate(model, validation_dataset, validation, labels.names, tf)
+        _, metrics = evaluate(model, validation_dataset, validation.label_ids, labels.names)
+        validation_metrics = metrics.as_dict()
 
     _write_outputs(config, output_dir, model, tokenizer, labels, recorder, train, validation,
                    validation_metrics)
@@ -219,18 +220,6 @@ def _load(config: FitConfig, labels):
             "a Hugging Face model name or directory of a model type with a TF class (BERT, "
             f"DistilBERT, RoBERTa, ...). Received: {error}") from error
     return tokenizer, model
-
-
-def _evaluate(model, dataset, examples, label_names, tf) -> dict:
-    import numpy as np
-
-    from tfinetune.classification_metrics import ClassificationMetrics
-
-    logits = np.concatenate([model(features, training=False).logits.numpy()
-                             for features, _ in dataset])
-    metrics = ClassificationMetrics.compute(
-        list(examples.label_ids), logits.argmax(axis=-1).tolist(), list(label_names))
-    return metrics.as_dict()
 
 
 def _write_outputs(config, output_dir, model, tokenizer, labels, recorder, train, validation,

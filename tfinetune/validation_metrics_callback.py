@@ -15,6 +15,17 @@ from tfinetune.classification_metrics import ClassificationMetrics
 logger = logging.getLogger(__name__)
 
 
+def evaluate(model, dataset, label_ids, labels) -> tuple[float, ClassificationMetrics]:
+    """Mean cross-entropy and classification metrics of `model` on a labelled dataset."""
+    logits = np.concatenate([model(features, training=False).logits.numpy()
+                             for features, _ in dataset])
+    loss = tf.reduce_mean(tf_keras.losses.sparse_categorical_crossentropy(
+        np.asarray(label_ids), logits, from_logits=True))
+    metrics = ClassificationMetrics.compute(
+        list(label_ids), logits.argmax(axis=-1).tolist(), list(labels))
+    return float(loss), metrics
+
+
 class ValidationMetricsCallback(tf_keras.callbacks.Callback):
     """Adds `val_loss`, `val_accuracy`, `val_precision`, `val_recall`, `val_f1` (macro) and
     `learning_rate` to the epoch logs, so that History, TensorBoard and later callbacks see them.
@@ -29,9 +40,8 @@ class ValidationMetricsCallback(tf_keras.callbacks.Callback):
     def __init__(self, dataset, label_ids, labels):
         super().__init__()
         self.dataset = dataset
-        self.label_ids = np.asarray(label_ids) if label_ids is not None else None
+        self.label_ids = list(label_ids) if label_ids is not None else None
         self.labels = list(labels)
-        self.last_metrics: ClassificationMetrics | None = None
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
@@ -41,17 +51,9 @@ class ValidationMetricsCallback(tf_keras.callbacks.Callback):
         logs["learning_rate"] = float(tf_keras.backend.get_value(learning_rate))
         if self.dataset is None:
             return
-        logits = np.concatenate([
-            self.model(features, training=False).logits.numpy()
-            for features, _ in self.dataset
-        ])
-        loss = tf.reduce_mean(tf_keras.losses.sparse_categorical_crossentropy(
-            self.label_ids, logits, from_logits=True))
-        metrics = ClassificationMetrics.compute(
-            self.label_ids.tolist(), logits.argmax(axis=-1).tolist(), self.labels)
-        self.last_metrics = metrics
+        loss, metrics = evaluate(self.model, self.dataset, self.label_ids, self.labels)
         logs.update({
-            "val_loss": float(loss),
+            "val_loss": loss,
             "val_accuracy": metrics.accuracy,
             "val_precision": metrics.precision,
             "val_recall": metrics.recall,
