@@ -78,8 +78,6 @@ class ModelManager:
                  on_change: Callable[[], None] | None = None,
                  tags: tuple[str, ...] = ("serve",), max_num_load_retries: int = 5,
                  load_retry_interval_seconds: float = 60.0) -> None:
-        if not models:
-            raise ValueError("ModelManager needs at least one model. Received: models={}")
         self._models = {name: _Model(name, Path(base_path)) for name, base_path in models.items()}
         self._policy = version_policy or VersionPolicy.latest()
         self._on_change = on_change

@@ -8,8 +8,8 @@ service and server reflection. Models are loaded before the port is bound, like
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import os
 import threading
 from concurrent import futures
 from pathlib import Path
@@ -28,12 +28,22 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 from serving.model_manager import ModelManager
 from serving.model_servicer import ModelServicer
 from serving.prediction_servicer import PredictionServicer
+from serving.server_options import ServerOptions
 from serving.serving_error import ServingError
 from serving.version_policy import VersionPolicy
 
 logger = logging.getLogger(__name__)
 
-_MAX_MESSAGE_LENGTH = 2**31 - 1  # TF Serving: builder.SetMaxMessageSize(INT32_MAX)
+# ServerOptions fields whose behaviour is not built yet: a non-default value is refused at
+# start-up rather than silently ignored. Entries leave this set as they are implemented.
+_NOT_YET_SUPPORTED = {
+    "grpc_socket_path", "rest_api_port", "model_config_file",
+    "model_config_file_poll_wait_seconds", "allow_version_labels_for_unavailable_models",
+    "enable_batching", "batching_parameters_file", "monitoring_config_file", "ssl_config_file",
+    "enable_signature_method_name_check", "enable_serialization_as_tensor_content",
+    "num_request_iterations_for_warmup",
+}
+
 _PREDICTION_SERVICE = prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"]
 _MODEL_SERVICE = model_service_pb2.DESCRIPTOR.services_by_name["ModelService"]
 # The overall status (""), TF Serving's own names, and the fully qualified service names.
@@ -57,36 +67,42 @@ class Server:
 
     Args:
         models: Model name -> base path; the base path holds one SavedModel per integer-named
-            version directory (`BASE/1/saved_model.pb`).
-        host: Interface to listen on (TF Serving listens on 0.0.0.0; the default here is
-            local only).
-        port: gRPC port; 0 picks a free one (read it from `.port` after `start()`).
-        file_system_poll_wait_seconds: How often to look for new versions (TF Serving's
-            `--file_system_poll_wait_seconds`, default 1); <= 0 loads once and never polls.
-        version_policy: Which versions to serve; default: the latest one.
-        max_workers: gRPC worker threads (TF Serving's `--grpc_max_threads`: 4 x CPUs).
-        server_credentials: `grpc.ssl_server_credentials(...)` to serve TLS; default plaintext.
-        tags: MetaGraphDef tags to load (`--saved_model_tags`).
-        max_num_load_retries: Retries of a new version that failed to load (TF Serving: 5).
-        load_retry_interval_seconds: Least time between its load attempts (TF Serving: 60).
+            version directory (`BASE/1/saved_model.pb`). May be omitted when
+            `options.model_config_file` lists the models.
+        options: Every other setting, named after `tensorflow_model_server`'s flags.
+        version_policy: Which versions to serve when `models` is given; default: the latest.
+        server_credentials: `grpc.ssl_server_credentials(...)` to serve TLS (or set
+            `options.ssl_config_file`); default plaintext.
+        **option_overrides: Shortcuts for `ServerOptions` fields (`port=0`, `host=...`,
+            `file_system_poll_wait_seconds=...`, ...), applied on top of `options`.
     """
 
-    def __init__(self, models: Mapping[str, str | Path], *, host: str = "127.0.0.1",
-                 port: int = 8500, file_system_poll_wait_seconds: float = 1.0,
-                 version_policy: VersionPolicy | None = None, max_workers: int | None = None,
+    def __init__(self, models: Mapping[str, str | Path] | None = None, *,
+                 options: ServerOptions | None = None,
+                 version_policy: VersionPolicy | None = None,
                  server_credentials: grpc.ServerCredentials | None = None,
-                 tags: tuple[str, ...] = ("serve",), max_num_load_retries: int = 5,
-                 load_retry_interval_seconds: float = 60.0) -> None:
-        self._host = host
-        self._requested_port = port
-        self._poll_seconds = file_system_poll_wait_seconds
-        self._max_workers = max_workers or 4 * (os.cpu_count() or 1)
+                 **option_overrides) -> None:
+        unknown = set(option_overrides) - {f.name for f in dataclasses.fields(ServerOptions)}
+        if unknown:
+            raise TypeError(f"Unknown server option(s): {sorted(unknown)}. Expected fields of "
+                            "serving.ServerOptions.")
+        options = (options or ServerOptions()).replace(**option_overrides)
+        self.options = options
+        self._host = options.host
+        self._requested_port = options.port
+        self._poll_seconds = options.file_system_poll_wait_seconds
+        self._max_workers = options.worker_threads
         self._credentials = server_credentials
         self._health = health.HealthServicer(experimental_non_blocking=True)
-        self._manager = ModelManager(models, version_policy=version_policy,
-                                     on_change=self._update_health, tags=tags,
-                                     max_num_load_retries=max_num_load_retries,
-                                     load_retry_interval_seconds=load_retry_interval_seconds)
+        if not models and not options.model_config_file:
+            raise ValueError("Server needs models (name -> base path) or "
+                             "options.model_config_file. Received: models={}")
+        self._manager = ModelManager(models or {}, version_policy=version_policy,
+                                     on_change=self._update_health,
+                                     tags=options.saved_model_tags,
+                                     max_num_load_retries=options.max_num_load_retries,
+                                     load_retry_interval_seconds=(
+                                         options.load_retry_interval_micros / 1e6))
         self._server: grpc.Server | None = None
         self._port: int | None = None
         self._stopped = threading.Event()
@@ -121,12 +137,19 @@ class Server:
         """
         if self._server is not None:
             raise RuntimeError("The server is already started.")
+        defaults = ServerOptions()
+        unsupported = sorted(name for name in _NOT_YET_SUPPORTED
+                             if getattr(self.options, name) != getattr(defaults, name))
+        if unsupported:
+            raise ServingError(grpc.StatusCode.UNIMPLEMENTED,
+                               "Not supported by this server yet: "
+                               + ", ".join(f"--{name}" for name in unsupported))
         self._manager.load_all()
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=self._max_workers,
                                        thread_name_prefix="serving-grpc"),
-            options=[("grpc.max_send_message_length", _MAX_MESSAGE_LENGTH),
-                     ("grpc.max_receive_message_length", _MAX_MESSAGE_LENGTH),
+            options=[("grpc.max_send_message_length", self.options.grpc_max_message_bytes),
+                     ("grpc.max_receive_message_length", self.options.grpc_max_message_bytes),
                      ("grpc.so_reuseport", 0)])
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
             PredictionServicer(self._manager), server)

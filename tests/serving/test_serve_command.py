@@ -109,3 +109,27 @@ def test_bad_model_version_policy_is_a_usage_error(tmp_path):
                                           "--model-version-policy", "newest"])
     assert result.exit_code == 2
     assert "--model-version-policy" in result.output and "'newest'" in result.output
+
+
+def test_tf_serving_boolean_and_ignored_flags_are_accepted(tmp_path):
+    """`--enable_batching=false`, `--enable_model_warmup=true` and flags that mean nothing
+    here (profiler, GPU memory) parse; the run then stops at the missing base path."""
+    base = tmp_path / "absent"
+    result = CliRunner().invoke(command, [
+        "--model_name=m", f"--model_base_path={base}", "--enable_batching=false",
+        "--enable_model_warmup=true", "--enable_profiler=true",
+        "--per_process_gpu_memory_fraction=0.5", "--rest_api_timeout_in_ms=5000"])
+    assert result.exit_code == 1, result.output
+    assert "Could not find base path" in result.output
+
+
+def test_server_option_conflicts_are_usage_errors(tmp_path):
+    result = CliRunner().invoke(command, [f"--model-base-path={tmp_path}", "--port=8600",
+                                          "--rest-api-port=8600"])
+    assert result.exit_code == 2
+    assert "rest_api_port must differ from the gRPC port" in result.output
+    result = CliRunner().invoke(command, [f"--model-base-path={tmp_path}",
+                                          "--batching_parameters_file=b.txt"])
+    assert result.exit_code == 2
+    assert ("server_options.batching_parameters_file is set without setting "
+            "server_options.enable_batching to true.") in result.output

@@ -162,7 +162,7 @@ def test_a_failed_version_is_retried_once_its_files_are_fixed(tmp_path, model_ba
     base.mkdir()
     copy_version(model_bases["tf2"] / "1", base, 1)
     server = Server({"m": base}, port=0, file_system_poll_wait_seconds=-1,
-                    load_retry_interval_seconds=0).start()
+                    load_retry_interval_micros=0).start()
     try:
         broken = base / "2"
         broken.mkdir()
@@ -185,7 +185,7 @@ def test_failed_loads_are_retried_at_most_max_num_load_retries_times(tmp_path, m
     base.mkdir()
     copy_version(model_bases["tf2"] / "1", base, 1)
     server = Server({"m": base}, port=0, file_system_poll_wait_seconds=-1,
-                    max_num_load_retries=2, load_retry_interval_seconds=0).start()
+                    max_num_load_retries=2, load_retry_interval_micros=0).start()
     caplog.set_level(logging.INFO, logger="serving.model_manager")
     try:
         (base / "2").mkdir()

@@ -1,4 +1,4 @@
-"""`tfinetune serve`: serve SavedModels over TensorFlow Serving's gRPC API."""
+"""`tfinetune serve`: serve SavedModels over TensorFlow Serving's gRPC (and REST) API."""
 
 from __future__ import annotations
 
@@ -14,6 +14,20 @@ from tfinetune.cli.quiet_import import import_tensorflow_quietly
 
 logger = logging.getLogger(__name__)
 
+# tensorflow_model_server flags that have no meaning for this server (GPU, profiler, TFLite,
+# thread pools of the C++ runtime, ...). They are accepted so that existing launch scripts
+# run unchanged, and logged as ignored.
+IGNORED_TF_SERVING_FLAGS = (
+    "enable_profiler", "per_process_gpu_memory_fraction", "flush_filesystem_caches",
+    "num_load_threads", "num_unload_threads", "platform_config_file", "prefer_tflite_model",
+    "tensorflow_session_config_file", "thread_pool_factory_config_file", "mixed_precision",
+    "xla_cpu_compilation_enabled", "use_alts_credentials", "grpc_channel_arguments",
+    "enable_grpc_healthcheck_service", "enable_per_model_batching_parameters",
+    "tensorflow_session_parallelism", "tensorflow_intra_op_parallelism",
+    "tensorflow_inter_op_parallelism", "remove_unused_fields_from_bundle_metagraph",
+    "model_config_file_poll_wait_seconds_deprecated",
+)
+
 
 class TfServingOption(click.Option):
     """An option that also accepts TF Serving's underscore flag spelling (`--model_name`),
@@ -28,33 +42,45 @@ class TfServingOption(click.Option):
             self.opts = all_names
 
 
+def tf_serving_option(name: str, **kwargs):
+    """`--name-with-dashes` plus TF Serving's `--name_with_underscores`, stored as `name`.
+
+    Boolean options work both as flags (`--enable-batching`) and with TF Serving's explicit
+    values (`--enable_batching=true`, `--enable_model_warmup=false`).
+    """
+    if kwargs.get("type") is bool:
+        kwargs.update(type=click.BOOL, is_flag=False, flag_value="true")
+    return click.option(f"--{name.replace('_', '-')}", f"--{name}", name, cls=TfServingOption,
+                        **kwargs)
+
+
 @dataclasses.dataclass(frozen=True)
 class ServeConfig:
-    """Options of `tfinetune serve` (TF Serving's flags and defaults).
+    """Options of `tfinetune serve`.
 
     Args:
+        options: The server's settings (TF Serving's flags and defaults).
         model_base_path: Directory holding one SavedModel per integer-named version
-            directory (`BASE/1/saved_model.pb`).
+            directory (`BASE/1/saved_model.pb`); not used with a model config file.
         model_name: Name clients put in `ModelSpec.name`.
-        host: Interface to listen on.
-        port: gRPC port (0 picks a free one).
-        file_system_poll_wait_seconds: How often new versions are looked for; <= 0 never.
         model_version_policy: Which versions to serve: `latest` (TF Serving's default),
             `latest:N`, `all` or `specific:V1,V2`.
         shutdown_grace_seconds: On SIGINT/SIGTERM, how long in-flight requests may take.
     """
 
-    model_base_path: Path
+    options: object
+    model_base_path: Path | None = None
     model_name: str = "default"
-    host: str = "127.0.0.1"
-    port: int = 8500
-    file_system_poll_wait_seconds: float = 1.0
     model_version_policy: str = "latest"
     shutdown_grace_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         if not self.model_name:
             raise click.BadParameter("must not be empty.", param_hint="--model-name")
+        if self.model_base_path is None and not self.options.model_config_file:
+            raise click.UsageError(
+                "Missing --model-base-path (or --model-config-file): the directory of the "
+                "model's version subdirectories, e.g. --model-base-path /models/sentiment.")
         from serving.version_policy import VersionPolicy
 
         try:
@@ -63,42 +89,109 @@ class ServeConfig:
             raise click.BadParameter(str(error), param_hint="--model-version-policy") from error
 
 
+def _ignored_option(name: str):
+    return click.option(f"--{name}", name, cls=TfServingOption, hidden=True, default=None,
+                        is_flag=False, flag_value="true", expose_value=True)
+
+
+def _with_ignored_flags(function):
+    for name in IGNORED_TF_SERVING_FLAGS:
+        function = _ignored_option(name)(function)
+    return function
+
+
 @click.command("serve", context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--port", type=click.IntRange(0, 65535), default=8500,
-              show_default=True, help="gRPC port; 0 picks a free one.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8500, show_default=True,
+              help="gRPC port; 0 picks a free one.")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Interface to listen on (0.0.0.0 for all, as tensorflow_model_server).")
-@click.option("--model-name", "--model_name", "model_name", cls=TfServingOption,
-              default="default", show_default=True, metavar="NAME",
-              help="Name of the model in requests' ModelSpec.")
-@click.option("--model-base-path", "--model_base_path", "model_base_path", cls=TfServingOption,
-              required=True, metavar="DIR",
-              help="Directory of version subdirectories BASE/<integer>/ (each a SavedModel).")
-@click.option("--file-system-poll-wait-seconds", "--file_system_poll_wait_seconds",
-              "file_system_poll_wait_seconds", cls=TfServingOption, type=float, default=1.0,
-              show_default=True,
-              help="Seconds between looks for new versions (loaded before the old one is "
-                   "unloaded); 0 or less: never.")
-@click.option("--model-version-policy", default="latest", show_default=True,
-              metavar="POLICY",
-              help="Versions to serve: latest (TF Serving's default), latest:N, all, or "
-                   "specific:V1,V2 (TF Serving's model_version_policy without a config file).")
-def command(port: int, host: str, model_name: str, model_base_path: str,
-            file_system_poll_wait_seconds: float, model_version_policy: str) -> None:
-    """Serve a model's versions over TensorFlow Serving's gRPC API (the latest by default).
+@tf_serving_option("model_name", default="default", show_default=True, metavar="NAME",
+                   help="Name of the model in requests' ModelSpec.")
+@tf_serving_option("model_base_path", metavar="DIR",
+                   help="Directory of version subdirectories BASE/<integer>/ (each a "
+                        "SavedModel).")
+@tf_serving_option("model_version_policy", default="latest", show_default=True,
+                   metavar="POLICY",
+                   help="Versions to serve: latest (TF Serving's default), latest:N, all, or "
+                        "specific:V1,V2 (TF Serving's model_version_policy without a config "
+                        "file).")
+@tf_serving_option("model_config_file", metavar="FILE",
+                   help="TF Serving ModelServerConfig text file (model_config_list); replaces "
+                        "--model-name/--model-base-path.")
+@tf_serving_option("model_config_file_poll_wait_seconds", type=float, default=0.0,
+                   show_default=True, help="Re-read --model-config-file this often; 0: never.")
+@tf_serving_option("file_system_poll_wait_seconds", type=float, default=1.0, show_default=True,
+                   help="Seconds between looks for new versions (loaded before the old one is "
+                        "unloaded); 0 or less: never.")
+@tf_serving_option("allow_version_labels_for_unavailable_models", type=bool, default=False,
+                   help="Let new version labels point at versions not loaded yet.")
+@tf_serving_option("max_num_load_retries", type=click.IntRange(min=0), default=5,
+                   show_default=True, help="Retries of a version that failed to load.")
+@tf_serving_option("load_retry_interval_micros", type=click.IntRange(min=0),
+                   default=60_000_000, show_default=True,
+                   help="Least time between load attempts of a version.")
+@tf_serving_option("saved_model_tags", default="serve", show_default=True, metavar="TAGS",
+                   help="Comma-separated MetaGraphDef tags to load.")
+@tf_serving_option("enable_model_warmup", type=bool, default=True, show_default=True,
+                   help="Replay assets.extra/tf_serving_warmup_requests before serving a "
+                        "version.")
+@tf_serving_option("num_request_iterations_for_warmup", type=click.IntRange(min=1), default=1,
+                   show_default=True, help="Times each warm-up request is replayed.")
+@tf_serving_option("rest_api_port", type=click.IntRange(0, 65535), default=0,
+                   show_default=True, help="HTTP/REST API port; 0: no REST API.")
+@tf_serving_option("rest_api_num_threads", type=click.IntRange(min=1),
+                   help="REST worker threads. [default: 4 x CPUs]")
+@tf_serving_option("rest_api_timeout_in_ms", type=click.IntRange(min=0), default=30000,
+                   show_default=True, help="Deadline of a REST request.")
+@tf_serving_option("rest_api_enable_cors_support", type=bool, default=False,
+                   help="Add CORS headers to REST responses.")
+@tf_serving_option("enable_batching", type=bool, default=False,
+                   help="Merge concurrent requests to the same signature into one run.")
+@tf_serving_option("batching_parameters_file", metavar="FILE",
+                   help="TF Serving BatchingParameters text file.")
+@tf_serving_option("monitoring_config_file", metavar="FILE",
+                   help="TF Serving MonitoringConfig text file (Prometheus on the REST port).")
+@tf_serving_option("ssl_config_file", metavar="FILE",
+                   help="TF Serving SSLConfig text file: TLS for gRPC.")
+@tf_serving_option("grpc_socket_path", metavar="PATH", help="Also listen on this UNIX socket.")
+@tf_serving_option("grpc_max_threads", type=click.IntRange(min=1),
+                   help="gRPC worker threads. [default: 4 x CPUs]")
+@tf_serving_option("grpc_max_message_bytes", type=click.IntRange(min=1), default=2**31 - 1,
+                   show_default=True, help="Largest gRPC message accepted or sent.")
+@tf_serving_option("enable_signature_method_name_check", type=bool, default=False,
+                   help="Refuse requests whose API does not match the signature's method.")
+@tf_serving_option("enable_serialization_as_tensor_content", type=bool, default=False,
+                   help="Write output tensors as tensor_content.")
+@_with_ignored_flags
+def command(model_name: str, model_base_path: str | None, model_version_policy: str,
+            saved_model_tags: str, **flags) -> None:
+    """Serve SavedModels over TensorFlow Serving's API (the latest version by default).
 
-    PredictionService (Predict, Classify, Regress, GetModelMetadata), ModelService
-    (GetModelStatus), gRPC health and reflection. TF Serving's underscore flag spellings
-    (--model_name, --model_base_path, --file_system_poll_wait_seconds) are accepted too.
-    Ctrl-C or SIGTERM stops the server after in-flight requests finish.
+    PredictionService (Predict, Classify, Regress, MultiInference, GetModelMetadata),
+    ModelService (GetModelStatus, HandleReloadConfigRequest), gRPC health and reflection, and
+    the REST API with --rest-api-port. Flags are tensorflow_model_server's, with dashes; its
+    underscore spellings (--model_name=..., --enable_batching=true) are accepted too, and
+    its flags that mean nothing here are accepted and ignored. Ctrl-C or SIGTERM stops the
+    server after in-flight requests finish.
 
     \b
-    tfinetune serve --model-name sentiment --model-base-path models/sentiment --port 8500
+    tfinetune serve --model-name sentiment --model-base-path /models/sentiment --port 8500
+    tfinetune serve --model_config_file=/models/models.config --rest_api_port=8501
     """
-    config = ServeConfig(model_base_path=Path(model_base_path), model_name=model_name,
-                         host=host, port=port,
-                         file_system_poll_wait_seconds=file_system_poll_wait_seconds,
-                         model_version_policy=model_version_policy)
+    ignored = {name: flags.pop(name) for name in IGNORED_TF_SERVING_FLAGS}
+    for name, value in ignored.items():
+        if value is not None:
+            logger.warning("--%s has no effect on this server; ignored.", name)
+    from serving.server_options import ServerOptions
+
+    tags = tuple(tag.strip() for tag in saved_model_tags.split(",") if tag.strip())
+    try:
+        options = ServerOptions(saved_model_tags=tags, **flags)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from error
+    config = ServeConfig(options=options,
+                         model_base_path=Path(model_base_path) if model_base_path else None,
+                         model_name=model_name, model_version_policy=model_version_policy)
     run(config)
 
 
@@ -110,22 +203,28 @@ def run(config: ServeConfig) -> None:
     from serving.serving_error import ServingError
     from serving.version_policy import VersionPolicy
 
-    click.echo(f"Loading model '{config.model_name}' from {config.model_base_path} ...", err=True)
-    server = Server({config.model_name: config.model_base_path}, host=config.host,
-                    port=config.port,
-                    file_system_poll_wait_seconds=config.file_system_poll_wait_seconds,
-                    version_policy=VersionPolicy.parse(config.model_version_policy))
+    options = config.options
+    if options.model_config_file:
+        if config.model_base_path is not None:
+            logger.warning("--model-config-file is set: --model-name and --model-base-path are "
+                           "ignored (as in tensorflow_model_server).")
+        what = f"models of {options.model_config_file}"
+        server = Server(options=options)
+    else:
+        what = f"model '{config.model_name}' from {config.model_base_path}"
+        server = Server({config.model_name: config.model_base_path}, options=options,
+                        version_policy=VersionPolicy.parse(config.model_version_policy))
+    click.echo(f"Loading {what} ...", err=True)
     try:
         server.start()
     except ServingError as error:
-        raise click.ClickException(
-            f"Cannot serve model '{config.model_name}' from {config.model_base_path}: "
-            f"{error.message}") from error
+        raise click.ClickException(f"Cannot serve {what}: {error.message}") from error
 
-    versions = server.available_versions(config.model_name)
-    label = "version" if len(versions) == 1 else "versions"
-    click.echo(f"Serving model '{config.model_name}' {label} "
-               f"{', '.join(str(v) for v in versions)} on {server.address}", err=True)
+    for name in server.model_manager.model_names:
+        versions = server.available_versions(name)
+        label = "version" if len(versions) == 1 else "versions"
+        click.echo(f"Serving model '{name}' {label} {', '.join(str(v) for v in versions)} on "
+                   f"{server.address}", err=True)
 
     stop = threading.Event()
     previous = {}
