@@ -4,14 +4,12 @@
 from __future__ import annotations
 
 import grpc
-from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from serving.model_manager import ModelManager
+from serving.model_metadata import get_model_metadata
 from serving.serving_error import ServingError
 from serving.serving_error import aborts_on_error
-
-_SIGNATURE_DEF = "signature_def"
 
 
 def _require_model_spec(request) -> None:
@@ -52,17 +50,4 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     @aborts_on_error
     def GetModelMetadata(self, request, context):  # noqa: N802
-        _require_model_spec(request)
-        if not request.metadata_field:
-            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                               "GetModelMetadataRequest must specify at least one metadata_field")
-        for metadata_field in request.metadata_field:
-            if metadata_field != _SIGNATURE_DEF:
-                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                                   f"Metadata field {metadata_field} is not supported")
-        response = get_model_metadata_pb2.GetModelMetadataResponse()
-        with self._manager.servable(request.model_spec) as servable:
-            response.model_spec.name = servable.name
-            response.model_spec.version.value = servable.version
-            response.metadata[_SIGNATURE_DEF].Pack(servable.signature_def_map)
-        return response
+        return get_model_metadata(self._manager, request)
