@@ -34,6 +34,7 @@ from export.run_directory import FIT_CONFIG_FILE  # noqa: E402
 from export.run_directory import LABELS_FILE  # noqa: E402
 from export.run_directory import SUPPORTED_TASK  # noqa: E402
 from export.run_directory import RunDirectory  # noqa: E402
+from export.warmup_requests import write_warmup_requests  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,9 @@ def export_model(
     `label`, `classes`), `tokens` (`input_ids`, `attention_mask`, `token_type_ids` →
     `logits`, `probabilities`) and `classify` (serialized `tf.Example`s → `classes`, `scores`;
     method name `tensorflow/serving/classify`). `assets.extra/` holds `labels.json`,
-    `export_config.json`, a copy of `fit_config.yaml` and the tokenizer files.
+    `export_config.json`, a copy of `fit_config.yaml`, the tokenizer files and
+    `tf_serving_warmup_requests` (Predict and Classify requests that TF Serving replays before
+    serving the version).
 
     Example:
 
@@ -299,6 +302,7 @@ def _write_assets_extra(
     (directory / EXPORT_CONFIG_FILE).write_text(
         json.dumps(config, indent=2) + "\n", encoding="utf-8"
     )
+    write_warmup_requests(directory, max_length=max_length, text_pair=run.text_pair)
 
 
 def _distribution_version(name: str) -> str | None:

@@ -1,4 +1,5 @@
-"""`assets.extra/`: labels, export config, the run's fit config and the tokenizer files."""
+"""`assets.extra/`: labels, export config, the run's fit config, the tokenizer files and the
+warm-up requests."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ def test_assets_extra_contents(kind, request):
     extra = result.path / "assets.extra"
 
     assert sorted(p.name for p in extra.iterdir()) == [
-        "export_config.json", "fit_config.yaml", "labels.json", "tokenizer"]
+        "export_config.json", "fit_config.yaml", "labels.json", "tf_serving_warmup_requests",
+        "tokenizer"]
     assert json.loads((extra / "labels.json").read_text(encoding="utf-8")) == {"labels": LABELS}
     assert (extra / "fit_config.yaml").read_bytes() == (run_dir / "fit_config.yaml").read_bytes()
 
