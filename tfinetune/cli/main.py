@@ -15,6 +15,7 @@ from tfinetune import __version__
 # `tfinetune --help` answers without importing TensorFlow.
 COMMANDS = {
     "fit": "Fine-tune a pretrained transformer for text classification.",
+    "evaluate": "Print every metric of a fine-tuned run on a labelled file.",
     "export": "Export a fine-tuned run as a TF Serving SavedModel version.",
     "serve": "Serve SavedModels over TensorFlow Serving's gRPC API.",
     "predict": "Classify texts through a running model server.",
