@@ -62,6 +62,10 @@ class FitConfig:
         save_steps: Back up the training state every this many steps (and at each epoch end),
             so that re-running the same command resumes after a crash.
         overwrite_output_dir: Replace a finished run in `output_dir` instead of refusing.
+        freeze_backbone: Train only the classification head; the pretrained encoder is frozen.
+        freeze_layers: Freeze the embeddings and the first N transformer layers.
+        classifier_dropout: Dropout before the classification head (the model's default when
+            None).
         task: The fine-tuning task; only `text-classification` for now.
     """
 
@@ -86,6 +90,9 @@ class FitConfig:
     seed: int = 42
     save_steps: int = 500
     overwrite_output_dir: bool = False
+    freeze_backbone: bool = False
+    freeze_layers: int = 0
+    classifier_dropout: float | None = None
     task: str = "text-classification"
 
     def __post_init__(self):
@@ -113,6 +120,17 @@ class FitConfig:
         _check_number(self, "max_grad_norm", float, minimum=0.0)
         _check_number(self, "seed", int, minimum=0)
         _check_number(self, "save_steps", int, minimum=1)
+        _check_number(self, "freeze_layers", int, minimum=0)
+        if self.classifier_dropout is not None:
+            _check_number(self, "classifier_dropout", float, minimum=0.0)
+            if self.classifier_dropout >= 1.0:
+                raise ConfigError("Option 'classifier_dropout' must be in [0, 1). "
+                                  f"Received: classifier_dropout={self.classifier_dropout!r}")
+        if self.freeze_backbone and self.freeze_layers:
+            raise ConfigError(
+                "Use either freeze_backbone (freeze the whole encoder) or freeze_layers N "
+                f"(freeze the embeddings and the first N layers). Received: "
+                f"freeze_backbone=True, freeze_layers={self.freeze_layers}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(
                 f"Unknown learning-rate schedule. Expected one of {list(SCHEDULES)}. "

@@ -209,17 +209,40 @@ def _load(config: FitConfig, labels):
             f"name or a directory with tokenizer files. Received: {error}") from error
     try:
         import tf_keras
+        from transformers import AutoConfig
 
+        model_config = AutoConfig.from_pretrained(
+            source, num_labels=len(labels), id2label=labels.id2label, label2id=labels.label2id)
+        if config.classifier_dropout is not None:
+            _set_classifier_dropout(model_config, config.classifier_dropout)
         tf_keras.utils.set_random_seed(config.seed)
         model = TFAutoModelForSequenceClassification.from_pretrained(
-            source, num_labels=len(labels), id2label=labels.id2label, label2id=labels.label2id,
-            ignore_mismatched_sizes=True)
+            source, config=model_config, ignore_mismatched_sizes=True)
     except (OSError, ValueError, KeyError) as error:
         raise ModelError(
             f"Cannot load --model {config.model!r} as a TensorFlow sequence classifier. Expected "
             "a Hugging Face model name or directory of a model type with a TF class (BERT, "
             f"DistilBERT, RoBERTa, ...). Received: {error}") from error
+    if config.freeze_backbone or config.freeze_layers:
+        from tfinetune.backbone_freezer import BackboneFreezer
+
+        freezer = BackboneFreezer(model)
+        if config.freeze_backbone:
+            freezer.freeze_backbone()
+        else:
+            freezer.freeze_layers(config.freeze_layers)
     return tokenizer, model
+
+
+def _set_classifier_dropout(model_config, rate: float) -> None:
+    """Sets the head's dropout under the name the architecture uses (saved in config.json)."""
+    for name in ("classifier_dropout", "seq_classif_dropout"):
+        if hasattr(model_config, name):
+            setattr(model_config, name, rate)
+            return
+    raise ModelError(
+        f"--classifier-dropout is not supported for model type {model_config.model_type!r}: "
+        "its config has no classifier dropout setting.")
 
 
 def _write_outputs(config, output_dir, model, tokenizer, labels, recorder, train, validation,

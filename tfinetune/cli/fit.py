@@ -55,6 +55,12 @@ SCHEDULE_CHOICES = list(SCHEDULES) + ["constant_with_warmup"]
 @click.option("--save-steps", type=int,
               help="Back up the training state every N steps (and every epoch) so that "
                    "re-running the command resumes. [default: 500]")
+@click.option("--freeze-backbone", is_flag=True, default=None,
+              help="Train only the classification head (the pretrained encoder is frozen).")
+@click.option("--freeze-layers", type=int, metavar="N",
+              help="Freeze the embeddings and the first N transformer layers. [default: 0]")
+@click.option("--classifier-dropout", type=float,
+              help="Dropout before the classification head. [default: the model's]")
 @click.option("--overwrite-output-dir", is_flag=True, default=None,
               help="Replace a finished or different run in --output-dir.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), metavar="FILE",
