@@ -25,9 +25,11 @@ from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import prediction_service_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
+from serving.metrics_interceptor import MetricsInterceptor
 from serving.model_manager import ModelManager
 from serving.model_servicer import ModelServicer
 from serving.prediction_servicer import PredictionServicer
+from serving.rest_server import RestServer
 from serving.server_options import ServerOptions
 from serving.serving_error import ServingError
 from serving.version_policy import VersionPolicy
@@ -37,9 +39,9 @@ logger = logging.getLogger(__name__)
 # ServerOptions fields whose behaviour is not built yet: a non-default value is refused at
 # start-up rather than silently ignored. Entries leave this set as they are implemented.
 _NOT_YET_SUPPORTED = {
-    "grpc_socket_path", "rest_api_port", "model_config_file",
+    "grpc_socket_path", "model_config_file",
     "model_config_file_poll_wait_seconds", "allow_version_labels_for_unavailable_models",
-    "enable_batching", "batching_parameters_file", "monitoring_config_file", "ssl_config_file",
+    "enable_batching", "batching_parameters_file", "ssl_config_file",
     "enable_signature_method_name_check", "enable_serialization_as_tensor_content",
     "num_request_iterations_for_warmup",
 }
@@ -107,6 +109,7 @@ class Server:
         self._port: int | None = None
         self._stopped = threading.Event()
         self._stop_lock = threading.Lock()
+        self._rest: RestServer | None = None
 
     @property
     def port(self) -> int:
@@ -114,6 +117,14 @@ class Server:
         if self._port is None:
             raise RuntimeError("The server is not started: call start() first.")
         return self._port
+
+    @property
+    def rest_port(self) -> int | None:
+        """The bound REST port (a free one for `rest_api_port=-1`), or None when REST is off
+        (`rest_api_port=0`, the default)."""
+        if self._port is None:
+            raise RuntimeError("The server is not started: call start() first.")
+        return self._rest.port if self._rest is not None else None
 
     @property
     def address(self) -> str:
@@ -144,10 +155,12 @@ class Server:
             raise ServingError(grpc.StatusCode.UNIMPLEMENTED,
                                "Not supported by this server yet: "
                                + ", ".join(f"--{name}" for name in unsupported))
+        rest = RestServer.from_options(self.options, self._manager)  # monitoring config
         self._manager.load_all()
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=self._max_workers,
                                        thread_name_prefix="serving-grpc"),
+            interceptors=[MetricsInterceptor()],
             options=[("grpc.max_send_message_length", self.options.grpc_max_message_bytes),
                      ("grpc.max_receive_message_length", self.options.grpc_max_message_bytes),
                      ("grpc.so_reuseport", 0)])
@@ -177,6 +190,14 @@ class Server:
         self._port = port
         self._server = server
         server.start()
+        if rest is not None:
+            try:
+                self._rest = rest.start()
+            except ServingError:
+                server.stop(None).wait()
+                self._manager.unload_all()
+                self._port = self._server = None
+                raise
         self._update_health()
         self._manager.start_polling(self._poll_seconds)
         logger.info("Listening on %s; models: %s", self.address, {
@@ -192,6 +213,8 @@ class Server:
                 return
             self._health.enter_graceful_shutdown()
             self._manager.stop_polling()
+            if self._rest is not None:
+                self._rest.stop(grace)
             self._server.stop(grace).wait()
             self._manager.unload_all()
             self._stopped.set()

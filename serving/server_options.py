@@ -8,6 +8,8 @@ import os
 from typing import Optional
 
 INT32_MAX = 2**31 - 1
+# rest_api_port value asking for REST on a free port (0 means "no REST", as in TF Serving).
+ANY_FREE_PORT = -1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,7 +23,8 @@ class ServerOptions:
         grpc_max_threads: gRPC worker threads (default 4 x CPUs).
         grpc_max_message_bytes: Largest gRPC message sent or received (TF Serving: INT32_MAX).
         rest_api_port: HTTP/REST port; 0 (TF Serving's default) disables REST. Must differ from
-            `port`.
+            `port`. `ANY_FREE_PORT` (-1, Python API only: the CLI takes 0-65535 like TF
+            Serving) serves REST on a free port, read back from `Server.rest_port`.
         rest_api_num_threads: REST worker threads (default 4 x CPUs).
         rest_api_timeout_in_ms: Deadline of a REST request.
         rest_api_enable_cors_support: Add CORS headers to REST responses.
@@ -75,7 +78,8 @@ class ServerOptions:
     def __post_init__(self) -> None:
         for name in ("port", "rest_api_port"):
             value = getattr(self, name)
-            if not 0 <= value <= 65535:
+            if not 0 <= value <= 65535 and not (name == "rest_api_port"
+                                                 and value == ANY_FREE_PORT):
                 raise ValueError(f"{name} must be a port number (0-65535). Received: {value}")
         if self.rest_api_port and self.rest_api_port == self.port:
             raise ValueError(

@@ -9,6 +9,7 @@ import grpc
 import pytest
 
 import tfinetune  # noqa: F401  (sets the TF environment before TF is imported)
+from tests.serving.models import build_bytes_model
 from tests.serving.models import build_half_plus_two
 from tests.serving.models import build_spin_model
 from tests.serving.models import build_text_classifier
@@ -59,3 +60,29 @@ def model_stub(channel):
     from tensorflow_serving.apis import model_service_pb2_grpc
 
     return model_service_pb2_grpc.ModelServiceStub(channel)
+
+
+MONITORING_CONFIG = 'prometheus_config { enable: true, path: "/monitoring/prometheus/metrics" }\n'
+
+
+@pytest.fixture(scope="session")
+def rest_server(model_bases, tmp_path_factory):
+    """A running server of every test model plus `bytes` (binary in/out), with the REST API
+    on a free port and Prometheus metrics at TF Serving's default path."""
+    from serving import Server
+    from serving.server_options import ANY_FREE_PORT
+
+    root = tmp_path_factory.mktemp("rest-models")
+    build_bytes_model(root / "bytes" / "1")
+    config = root / "monitoring_config.txt"
+    config.write_text(MONITORING_CONFIG)
+    server = Server({**model_bases, "bytes": root / "bytes"}, port=0,
+                    rest_api_port=ANY_FREE_PORT, file_system_poll_wait_seconds=0,
+                    monitoring_config_file=str(config)).start()
+    yield server
+    server.stop(grace=5)
+
+
+@pytest.fixture(scope="session")
+def rest_port(rest_server) -> int:
+    return rest_server.rest_port

@@ -195,3 +195,60 @@ def rpc_error(call, request) -> tuple[grpc.StatusCode, str]:
     with pytest.raises(grpc.RpcError) as raised:
         call(request, timeout=30)
     return raised.value.code(), raised.value.details()
+
+
+def build_bytes_model(export_dir: Path) -> Path:
+    """A TF2 SavedModel with binary data in and out: `image_bytes` (string) -> `echo_bytes`
+    (the same bytes; TF Serving's REST API writes aliases ending in `_bytes` as {"b64": ...})
+    and `size` (int32 byte counts)."""
+    import tensorflow as tf
+
+    class Bytes(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+        def echo(self, image_bytes):
+            return {"echo_bytes": image_bytes, "size": tf.strings.length(image_bytes)}
+
+    module = Bytes()
+    tf.saved_model.save(module, str(export_dir), signatures={"serving_default": module.echo})
+    return export_dir
+
+
+def rest_request(port: int, method: str, path: str, body=None, headers: dict | None = None):
+    """One HTTP request to a REST port; `body` may be a dict/list (sent as JSON), str or bytes.
+
+    Returns:
+        (HTTP status, response headers as a dict, body bytes).
+    """
+    import http.client
+    import json
+
+    if body is not None and not isinstance(body, (bytes, str)):
+        body = json.dumps(body)
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+def rest_json(port: int, method: str, path: str, body=None) -> tuple[int, object]:
+    """`rest_request` whose answer must be JSON: (HTTP status, parsed body)."""
+    import json
+
+    status, headers, payload = rest_request(port, method, path, body)
+    assert headers["Content-Type"] == "application/json", headers
+    return status, json.loads(payload)
+
+
+def metric_value(page: bytes, name: str, **labels: str) -> float:
+    """The value of one sample on a Prometheus page (0 when absent)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(page.decode("utf-8")):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v
+                                           for k, v in labels.items()):
+                return sample.value
+    return 0.0

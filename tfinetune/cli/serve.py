@@ -225,6 +225,9 @@ def run(config: ServeConfig) -> None:
         label = "version" if len(versions) == 1 else "versions"
         click.echo(f"Serving model '{name}' {label} {', '.join(str(v) for v in versions)} on "
                    f"{server.address}", err=True)
+    if server.rest_port is not None:
+        host = f"[{options.host}]" if ":" in options.host else options.host
+        click.echo(f"REST API on http://{host}:{server.rest_port}", err=True)
 
     stop = threading.Event()
     previous = {}

@@ -1,0 +1,62 @@
+"""`tfinetune serve` with TF Serving's REST and monitoring flags, as a real process."""
+
+from __future__ import annotations
+
+import json
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from tests.serving.models import metric_value
+from tests.serving.models import rest_request
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_rest_api_and_prometheus_from_tf_serving_flags(model_bases, tmp_path):
+    config = tmp_path / "monitoring_config.txt"
+    config.write_text('prometheus_config: {\n  enable: true,\n  path: "/monitoring/prometheus/'
+                      'metrics"\n}\n')
+    rest_port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from tfinetune.cli.serve import command; command()",
+         "--port=0", f"--rest_api_port={rest_port}", "--model_name=half",
+         f"--model_base_path={model_bases['half']}", f"--monitoring_config_file={config}",
+         "--rest_api_timeout_in_ms=10000", "--file_system_poll_wait_seconds=0"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in process.stderr],
+                              daemon=True)
+    reader.start()
+    try:
+        announced = None
+        while announced is None:
+            line = lines.get(timeout=120)
+            assert "Error" not in line, line
+            announced = re.search(r"REST API on http://127\.0\.0\.1:(\d+)", line)
+        assert int(announced.group(1)) == rest_port
+
+        status, _, body = rest_request(rest_port, "POST", "/v1/models/half:predict",
+                                       {"instances": [1.0, 2.0, 5.0]})
+        assert (status, json.loads(body)) == (200, {"predictions": [2.5, 3.0, 4.5]})
+        status, _, page = rest_request(rest_port, "GET", "/monitoring/prometheus/metrics")
+        assert status == 200
+        assert metric_value(page, ":tensorflow:serving:request_count", model_name="half",
+                            status="OK") == 1
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
