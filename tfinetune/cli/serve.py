@@ -220,15 +220,6 @@ def run(config: ServeConfig) -> None:
     except ServingError as error:
         raise click.ClickException(f"Cannot serve {what}: {error.message}") from error
 
-    for name in server.model_manager.model_names:
-        versions = server.available_versions(name)
-        label = "version" if len(versions) == 1 else "versions"
-        click.echo(f"Serving model '{name}' {label} {', '.join(str(v) for v in versions)} on "
-                   f"{server.address}", err=True)
-    if server.rest_port is not None:
-        host = f"[{options.host}]" if ":" in options.host else options.host
-        click.echo(f"REST API on http://{host}:{server.rest_port}", err=True)
-
     stop = threading.Event()
     previous = {}
 
@@ -244,6 +235,15 @@ def run(config: ServeConfig) -> None:
         except ValueError:  # not the main thread: only server.stop() from elsewhere stops it
             pass
     try:
+        # Announced once SIGTERM is handled, so that a supervisor may stop it right away.
+        for name in server.model_manager.model_names:
+            versions = server.available_versions(name)
+            label = "version" if len(versions) == 1 else "versions"
+            click.echo(f"Serving model '{name}' {label} {', '.join(str(v) for v in versions)} "
+                       f"on {server.address}", err=True)
+        if server.rest_port is not None:
+            host = f"[{options.host}]" if ":" in options.host else options.host
+            click.echo(f"REST API on http://{host}:{server.rest_port}", err=True)
         while not stop.wait(0.5) and not server.wait(0):
             pass
         click.echo("Stopping: finishing in-flight requests ...", err=True)
