@@ -50,7 +50,8 @@ def exponential_buckets(scale: float, growth_factor: float, count: int) -> list[
 
 
 def prometheus_name(tf_name: str) -> str:
-    """TF Serving's `GetPrometheusMetricName`: `/tensorflow/serving/x` -> `:tensorflow:serving:x`."""
+    """TF Serving's `GetPrometheusMetricName`: `/tensorflow/serving/x` becomes
+    `:tensorflow:serving:x`."""
     name = re.sub(r"[^a-zA-Z0-9_]", ":", tf_name)
     return "_" + name if name[:1].isdigit() else name
 
