@@ -159,8 +159,8 @@ def lossy_decimal_error(value: Any, target: str) -> ServingError | None:
     if is_integer(value):
         if abs(value) <= _MAX_EXACT_INT[target]:
             return None
-    elif not math.isfinite(float(value)) or target == "double" or (
-            -_FLOAT32_MAX <= value <= _FLOAT32_MAX):
+    elif isinstance(value, float) and (not math.isfinite(value) or target == "double"
+                                       or -_FLOAT32_MAX <= value <= _FLOAT32_MAX):
         return None
     return invalid(f"Cannot convert JSON value: {value_string(value)} to {target} without "
                    f"loss of precision.")

@@ -126,6 +126,9 @@ def test_unknown_signature_is_400_over_rest(rest_port):
     ({"instances": [[1e39]]},
      "Failed to process element: 0 of 'instances' list. Error: INVALID_ARGUMENT: Cannot "
      "convert JSON value: 1e+39 to float without loss of precision."),
+    ('{"instances": [1%s]}' % ("0" * 400),
+     "Failed to process element: 0 of 'instances' list. Error: INVALID_ARGUMENT: Cannot "
+     "convert JSON value: 1%s to float without loss of precision." % ("0" * 400)),
     ({"instances": [16777217]},
      "Failed to process element: 0 of 'instances' list. Error: INVALID_ARGUMENT: Cannot "
      "convert JSON value: 16777217 to float without loss of precision."),
