@@ -60,3 +60,16 @@ def test_rest_api_and_prometheus_from_tf_serving_flags(model_bases, tmp_path):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_the_free_port_sentinel_is_python_api_only(tmp_path):
+    """On the command line REST ports are TF Serving's 0-65535 (0: no REST)."""
+    from click.testing import CliRunner
+
+    from tfinetune.cli.serve import command
+
+    result = CliRunner().invoke(command, [f"--model-base-path={tmp_path}",
+                                          "--rest-api-port=-1"])
+
+    assert result.exit_code == 2
+    assert "--rest-api-port" in result.output
