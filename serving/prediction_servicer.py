@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import grpc
+from tensorflow_serving.apis import model_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from serving.model_manager import ModelManager
@@ -18,8 +19,8 @@ def _require_model_spec(request) -> None:
 
 
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
-    """Predict, Classify, Regress and GetModelMetadata with TF Serving's semantics and status
-    texts. MultiInference answers UNIMPLEMENTED."""
+    """Predict, Classify, Regress, MultiInference and GetModelMetadata with TF Serving's
+    semantics and status texts."""
 
     def __init__(self, manager: ModelManager) -> None:
         self._manager = manager
@@ -44,9 +45,12 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     @aborts_on_error
     def MultiInference(self, request, context):  # noqa: N802
-        raise ServingError(grpc.StatusCode.UNIMPLEMENTED,
-                           "MultiInference is not implemented by this server; send one "
-                           "Classify or Regress request per signature instead.")
+        # TF Serving resolves the servable from the first task's ModelSpec (an empty one when
+        # there is no task); the servable checks that every task names the same model.
+        model_spec = (request.tasks[0].model_spec if request.tasks
+                      else model_pb2.ModelSpec())
+        with self._manager.servable(model_spec) as servable:
+            return servable.multi_inference(request)
 
     @aborts_on_error
     def GetModelMetadata(self, request, context):  # noqa: N802

@@ -24,6 +24,8 @@ from serving.serving_error import ServingError
 logger = logging.getLogger(__name__)
 
 DEFAULT_SIGNATURE = "serving_default"  # kDefaultServingSignatureDefKey
+CLASSIFY_METHOD_NAME = "tensorflow/serving/classify"  # kClassifyMethodName
+REGRESS_METHOD_NAME = "tensorflow/serving/regress"  # kRegressMethodName
 _MAX_CACHED_CALLABLES = 64
 _tensorflow_text_imported = False
 _import_lock = threading.Lock()
@@ -54,10 +56,18 @@ def _silenced_deprecation():
         return contextlib.nullcontext()
 
 
-def _load_error(error: Exception) -> ServingError:
-    """The status of a failed load, with the code the C++ loader would report."""
+def _load_error(error: Exception, tags: Sequence[str] = ()) -> ServingError:
+    """The status of a failed load, with the code (and, for a tag-set the SavedModel lacks, the
+    text) the C++ loader would report."""
     import tensorflow as tf
 
+    if isinstance(error, RuntimeError) and "could not be found in SavedModel" in str(error):
+        # TF's C++ FindMetaGraphDef text, which tensorflow_model_server reports.
+        return ServingError(
+            grpc.StatusCode.NOT_FOUND,
+            f"Could not find meta graph def matching supplied tags: {{ {' '.join(sorted(tags))} "
+            f"}}. To inspect available tag-sets in the SavedModel, please use the SavedModel "
+            f"CLI: `saved_model_cli`")
     if isinstance(error, tf.errors.OpError):
         return ServingError.from_op_error(error)
     message = str(error) or type(error).__name__
@@ -84,6 +94,104 @@ def _dtype_name(array: np.ndarray) -> str:
     from tensorflow.core.framework import types_pb2
 
     return types_pb2.DataType.Name(tf.as_dtype(array.dtype).as_datatype_enum)
+
+
+def _classification_tensors(signature) -> tuple[str, list[str]]:
+    """TF Serving's `PreProcessClassification`: the input tensor and the classes/scores
+    tensors to fetch (the method name is checked only with the signature method-name check,
+    off by default, so TF2 signatures stamped "predict" work)."""
+    if len(signature.inputs) != 1:
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "Expected one input Tensor.")
+    if len(signature.outputs) not in (1, 2):
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"Expected one or two output Tensors, found {len(signature.outputs)}")
+    if "inputs" not in signature.inputs:
+        raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
+                           f"No classification inputs found in SignatureDef: {signature}")
+    if "classes" not in signature.outputs and "scores" not in signature.outputs:
+        raise ServingError(
+            grpc.StatusCode.FAILED_PRECONDITION,
+            'Expected classification signature outputs to contain at least one of '
+            f'"classes" or "scores". Signature was: {signature}')
+    return signature.inputs["inputs"].name, [
+        signature.outputs[alias].name for alias in ("classes", "scores")
+        if alias in signature.outputs]
+
+
+def _classification_result(signature, outputs: Mapping[str, np.ndarray], num_examples: int,
+                           result) -> None:
+    """TF Serving's `PostProcessClassificationResult`: checks the fetched classes/scores
+    (by tensor name in `outputs`) and fills a `ClassificationResult`."""
+    classes = scores = None
+    if "classes" in signature.outputs:
+        classes = outputs[signature.outputs["classes"].name]
+    if "scores" in signature.outputs:
+        scores = outputs[signature.outputs["scores"].name]
+    for alias, value, dtype in (("classes", classes, np.object_),
+                                ("scores", scores, np.float32)):
+        if value is None:
+            continue
+        if value.ndim != 2:
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"Expected Tensor shape: [batch_size num_classes] but got "
+                               f"{_shape(value)}")
+        if value.dtype != dtype:
+            expected = "DT_STRING" if alias == "classes" else "DT_FLOAT"
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"Expected {alias} Tensor of {expected}. Got: "
+                               f"{_dtype_name(value)}")
+        if value.shape[0] != num_examples:
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"Expected {alias} output batch size of {num_examples}. "
+                               f"Got: {value.shape[0]}")
+    if classes is not None and scores is not None and classes.shape[1] != scores.shape[1]:
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"Tensors class and score should match in dim_size(1). Got "
+                           f"{classes.shape[1]} vs. {scores.shape[1]}")
+    num_classes = (classes if classes is not None else scores).shape[1]
+    for i in range(num_examples):
+        classifications = result.classifications.add()
+        for c in range(num_classes):
+            cls = classifications.classes.add()
+            if classes is not None:
+                cls.label = classes[i, c].decode("utf-8", errors="replace")
+            if scores is not None:
+                cls.score = float(scores[i, c])
+
+
+def _regression_tensors(signature) -> tuple[str, list[str]]:
+    """TF Serving's `PreProcessRegression`: the input tensor and the output tensor to fetch."""
+    if len(signature.inputs) != 1:
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "Expected one input Tensor.")
+    if len(signature.outputs) != 1:
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "Expected one output Tensor.")
+    if "inputs" not in signature.inputs:
+        raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
+                           f"No regression inputs found in SignatureDef: {signature}")
+    if "outputs" not in signature.outputs:
+        raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
+                           f"No regression outputs found in SignatureDef: {signature}")
+    return signature.inputs["inputs"].name, [signature.outputs["outputs"].name]
+
+
+def _regression_result(signature, outputs: Mapping[str, np.ndarray], num_examples: int,
+                       result) -> None:
+    """TF Serving's `PostProcessRegressionResult`: checks the fetched output and fills a
+    `RegressionResult`."""
+    value = outputs[signature.outputs["outputs"].name]
+    if not (value.ndim == 1 or (value.ndim == 2 and value.shape[1] == 1)):
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"Expected output Tensor shape to be either [batch_size] or "
+                           f"[batch_size, 1] but got {list(value.shape)}")
+    if value.shape[0] != num_examples:
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"Input batch size did not match output batch size: "
+                           f"{num_examples} vs. {value.shape[0]}")
+    if value.dtype != np.float32:
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"Expected output Tensor of DT_FLOAT.  Got: {_dtype_name(value)}")
+    for number in value.ravel().tolist():
+        result.regressions.add().value = number
 
 
 class Servable:
@@ -135,7 +243,7 @@ class Servable:
                     session, set(tags), str(path))
         except Exception as error:  # noqa: BLE001  (any loader failure becomes a status)
             session.close()
-            raise _load_error(error) from error
+            raise _load_error(error, tags) from error
         graph.finalize()
         return cls(name, version, path, session, meta_graph_def)
 
@@ -257,68 +365,19 @@ class Servable:
             aliases = sorted(signature.outputs)
         return aliases, [signature.outputs[alias].name for alias in aliases]
 
-    # -- Classify / Regress ---------------------------------------------------------------------
+    # -- Classify / Regress / MultiInference ----------------------------------------------------
 
     def classify(self, request):
         """Runs a `ClassificationRequest` (TF Serving's SavedModel classifier)."""
         from tensorflow_serving.apis import classification_pb2
 
         signature_name, signature = self._example_signature(request.model_spec)
-        if len(signature.inputs) != 1:
-            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "Expected one input Tensor.")
-        if len(signature.outputs) not in (1, 2):
-            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                               f"Expected one or two output Tensors, found "
-                               f"{len(signature.outputs)}")
-        if "inputs" not in signature.inputs:
-            raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
-                               f"No classification inputs found in SignatureDef: {signature}")
-        if "classes" not in signature.outputs and "scores" not in signature.outputs:
-            raise ServingError(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                'Expected classification signature outputs to contain at least one of '
-                f'"classes" or "scores". Signature was: {signature}')
-        aliases = [alias for alias in ("classes", "scores") if alias in signature.outputs]
+        input_name, fetch_names = _classification_tensors(signature)
         examples = self._serialized_examples(request.input)
-        outputs = dict(zip(aliases, self._run(
-            [signature.inputs["inputs"].name], [examples],
-            [signature.outputs[alias].name for alias in aliases])))
-
-        classes, scores = outputs.get("classes"), outputs.get("scores")
-        num_examples = len(examples)
-        for alias, value, dtype in (("classes", classes, np.object_),
-                                    ("scores", scores, np.float32)):
-            if value is None:
-                continue
-            if value.ndim != 2:
-                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                                   f"Expected Tensor shape: [batch_size num_classes] but got "
-                                   f"{_shape(value)}")
-            if value.dtype != dtype:
-                expected = "DT_STRING" if alias == "classes" else "DT_FLOAT"
-                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                                   f"Expected {alias} Tensor of {expected}. Got: "
-                                   f"{_dtype_name(value)}")
-            if value.shape[0] != num_examples:
-                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                                   f"Expected {alias} output batch size of {num_examples}. "
-                                   f"Got: {value.shape[0]}")
-        if classes is not None and scores is not None and classes.shape[1] != scores.shape[1]:
-            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                               f"Tensors class and score should match in dim_size(1). Got "
-                               f"{classes.shape[1]} vs. {scores.shape[1]}")
-        num_classes = (classes if classes is not None else scores).shape[1]
-
+        outputs = dict(zip(fetch_names, self._run([input_name], [examples], fetch_names)))
         response = classification_pb2.ClassificationResponse()
         self._echo_model_spec(request.model_spec, signature_name, response.model_spec)
-        for i in range(num_examples):
-            classifications = response.result.classifications.add()
-            for c in range(num_classes):
-                cls = classifications.classes.add()
-                if classes is not None:
-                    cls.label = classes[i, c].decode("utf-8", errors="replace")
-                if scores is not None:
-                    cls.score = float(scores[i, c])
+        _classification_result(signature, outputs, len(examples), response.result)
         return response
 
     def regress(self, request):
@@ -326,35 +385,71 @@ class Servable:
         from tensorflow_serving.apis import regression_pb2
 
         signature_name, signature = self._example_signature(request.model_spec)
-        if len(signature.inputs) != 1:
-            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "Expected one input Tensor.")
-        if len(signature.outputs) != 1:
-            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "Expected one output Tensor.")
-        if "inputs" not in signature.inputs:
-            raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
-                               f"No regression inputs found in SignatureDef: {signature}")
-        if "outputs" not in signature.outputs:
-            raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
-                               f"No regression outputs found in SignatureDef: {signature}")
+        input_name, fetch_names = _regression_tensors(signature)
         examples = self._serialized_examples(request.input)
-        (value,) = self._run([signature.inputs["inputs"].name], [examples],
-                             [signature.outputs["outputs"].name])
-        num_examples = len(examples)
-        if not (value.ndim == 1 or (value.ndim == 2 and value.shape[1] == 1)):
-            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                               f"Expected output Tensor shape to be either [batch_size] or "
-                               f"[batch_size, 1] but got {list(value.shape)}")
-        if value.shape[0] != num_examples:
-            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                               f"Input batch size did not match output batch size: "
-                               f"{num_examples} vs. {value.shape[0]}")
-        if value.dtype != np.float32:
-            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                               f"Expected output Tensor of DT_FLOAT.  Got: {_dtype_name(value)}")
+        outputs = dict(zip(fetch_names, self._run([input_name], [examples], fetch_names)))
         response = regression_pb2.RegressionResponse()
         self._echo_model_spec(request.model_spec, signature_name, response.model_spec)
-        for number in value.ravel().tolist():
-            response.result.regressions.add().value = number
+        _regression_result(signature, outputs, len(examples), response.result)
+        return response
+
+    def multi_inference(self, request):
+        """Runs a `MultiInferenceRequest`: every task's classify/regress signature over the same
+        examples in one session run (TF Serving's `TensorFlowMultiInferenceRunner::Infer`).
+
+        Raises:
+            ServingError: TF Serving's texts: a task without a model name, tasks naming several
+                models, a signature evaluated twice or not in the graph (INVALID_ARGUMENT), a
+                method other than classify/regress (UNIMPLEMENTED), no examples, and the
+                classify/regress signature and output checks.
+        """
+        from tensorflow_serving.apis import inference_pb2
+
+        model_name = ""
+        tasks, feed_names, fetch_names = [], [], []
+        for task in request.tasks:
+            if not task.model_spec.name:
+                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                                   "Found ModelSpec with an empty model name.")
+            if not model_name:
+                model_name = task.model_spec.name
+            elif task.model_spec.name != model_name:
+                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                                   "All ModelSpecs in a MultiInferenceRequest must access the "
+                                   "same model name.")
+            signature_name = task.model_spec.signature_name or DEFAULT_SIGNATURE
+            if any(signature_name == seen for _, seen, _ in tasks):
+                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                                   f"Duplicate evaluation of signature: {signature_name}")
+            signature = self._signatures.get(signature_name)
+            if signature is None:
+                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                                   f"Requested signature not found in model graph: "
+                                   f"{signature_name}")
+            if task.method_name == CLASSIFY_METHOD_NAME:
+                input_name, names = _classification_tensors(signature)
+            elif task.method_name == REGRESS_METHOD_NAME:
+                input_name, names = _regression_tensors(signature)
+            else:
+                raise ServingError(grpc.StatusCode.UNIMPLEMENTED,
+                                   f"Unsupported signature method_name: {task.method_name}")
+            tasks.append((task, signature_name, signature))
+            # Signatures with different input tensors are all fed the same examples.
+            feed_names.extend(n for n in [input_name] if n not in feed_names)
+            fetch_names.extend(n for n in names if n not in fetch_names)
+        examples = self._serialized_examples(request.input)
+        outputs = dict(zip(fetch_names, self._run(
+            feed_names, [examples] * len(feed_names), fetch_names))) if tasks else {}
+
+        response = inference_pb2.MultiInferenceResponse()
+        for task, signature_name, signature in tasks:
+            result = response.results.add()
+            self._echo_model_spec(task.model_spec, signature_name, result.model_spec)
+            if task.method_name == CLASSIFY_METHOD_NAME:
+                _classification_result(signature, outputs, len(examples),
+                                       result.classification_result)
+            else:
+                _regression_result(signature, outputs, len(examples), result.regression_result)
         return response
 
     def _example_signature(self, model_spec):

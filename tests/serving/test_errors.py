@@ -197,12 +197,14 @@ def test_unparseable_examples_are_the_tf_runtime_invalid_argument(prediction_stu
     assert "Feature: x (data type: float) is required but could not be found." in message
 
 
-def test_unimplemented_methods_say_so(prediction_stub, model_stub):
+def test_multi_inference_without_tasks_has_no_model_name(prediction_stub):
     code, message = rpc_error(prediction_stub.MultiInference,
                               inference_pb2.MultiInferenceRequest())
-    assert code == grpc.StatusCode.UNIMPLEMENTED
-    assert message.startswith("MultiInference is not implemented by this server")
 
+    assert (code, message) == (INVALID, "ModelSpec has no name specified.")
+
+
+def test_reload_config_is_not_implemented_yet(model_stub):
     code, message = rpc_error(model_stub.HandleReloadConfigRequest,
                               model_management_pb2.ReloadConfigRequest())
     assert code == grpc.StatusCode.UNIMPLEMENTED
