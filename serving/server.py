@@ -26,8 +26,11 @@ from tensorflow_serving.apis import prediction_service_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from serving.metrics_interceptor import MetricsInterceptor
+from serving.config_file_poller import ConfigFilePoller
+from serving.model_config_list import ModelConfigList
 from serving.model_manager import ModelManager
 from serving.model_servicer import ModelServicer
+from serving.model_warmup import ModelWarmup
 from serving.prediction_servicer import PredictionServicer
 from serving.rest_server import RestServer
 from serving.server_options import ServerOptions
@@ -39,11 +42,9 @@ logger = logging.getLogger(__name__)
 # ServerOptions fields whose behaviour is not built yet: a non-default value is refused at
 # start-up rather than silently ignored. Entries leave this set as they are implemented.
 _NOT_YET_SUPPORTED = {
-    "grpc_socket_path", "model_config_file",
-    "model_config_file_poll_wait_seconds", "allow_version_labels_for_unavailable_models",
+    "grpc_socket_path",
     "enable_batching", "batching_parameters_file", "ssl_config_file",
     "enable_signature_method_name_check", "enable_serialization_as_tensor_content",
-    "num_request_iterations_for_warmup",
 }
 
 _PREDICTION_SERVICE = prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"]
@@ -104,7 +105,13 @@ class Server:
                                      tags=options.saved_model_tags,
                                      max_num_load_retries=options.max_num_load_retries,
                                      load_retry_interval_seconds=(
-                                         options.load_retry_interval_micros / 1e6))
+                                         options.load_retry_interval_micros / 1e6),
+                                     allow_version_labels_for_unavailable_models=(
+                                         options.allow_version_labels_for_unavailable_models),
+                                     warmup=ModelWarmup(
+                                         options.enable_model_warmup,
+                                         options.num_request_iterations_for_warmup))
+        self._config_poller: ConfigFilePoller | None = None
         self._server: grpc.Server | None = None
         self._port: int | None = None
         self._stopped = threading.Event()
@@ -156,7 +163,9 @@ class Server:
                                "Not supported by this server yet: "
                                + ", ".join(f"--{name}" for name in unsupported))
         rest = RestServer.from_options(self.options, self._manager)  # monitoring config
-        self._manager.load_all()
+        # With --model_config_file its models replace `models` (as in tensorflow_model_server).
+        self._manager.load_all(ModelConfigList.read(self.options.model_config_file)
+                               if self.options.model_config_file else None)
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=self._max_workers,
                                        thread_name_prefix="serving-grpc"),
@@ -200,6 +209,10 @@ class Server:
                 raise
         self._update_health()
         self._manager.start_polling(self._poll_seconds)
+        if self.options.model_config_file and self.options.model_config_file_poll_wait_seconds > 0:
+            self._config_poller = ConfigFilePoller(
+                self.options.model_config_file, self._manager,
+                self.options.model_config_file_poll_wait_seconds).start()
         logger.info("Listening on %s; models: %s", self.address, {
             name: self._manager.available_versions(name) for name in self._manager.model_names})
         return self
@@ -213,6 +226,8 @@ class Server:
                 return
             self._health.enter_graceful_shutdown()
             self._manager.stop_polling()
+            if self._config_poller is not None:
+                self._config_poller.stop()
             if self._rest is not None:
                 self._rest.stop(grace)
             self._server.stop(grace).wait()

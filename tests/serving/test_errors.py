@@ -204,8 +204,10 @@ def test_multi_inference_without_tasks_has_no_model_name(prediction_stub):
     assert (code, message) == (INVALID, "ModelSpec has no name specified.")
 
 
-def test_reload_config_is_not_implemented_yet(model_stub):
+def test_reload_without_a_model_config_list_is_refused(model_stub):
     code, message = rpc_error(model_stub.HandleReloadConfigRequest,
                               model_management_pb2.ReloadConfigRequest())
-    assert code == grpc.StatusCode.UNIMPLEMENTED
-    assert message.startswith("HandleReloadConfigRequest is not implemented by this server")
+
+    assert (code, message) == (INVALID, "ServerModelConfig type not supported by "
+                                        "HandleReloadConfigRequest. Only ModelConfigList is "
+                                        "currently supported")

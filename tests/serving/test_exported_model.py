@@ -103,3 +103,18 @@ def test_classify_signature_over_tf_examples(exported, tiny_run_dir):
     labels = [[c.label for c in row.classes] for row in response.result.classifications]
     np.testing.assert_allclose(scores, in_memory_probabilities(tiny_run_dir, TEXTS), atol=1e-4)
     assert labels == [["negative", "positive"]] * len(TEXTS)
+
+
+def test_the_exports_warmup_requests_are_replayed_before_serving(exported, caplog):
+    """`tfinetune export` writes assets.extra/tf_serving_warmup_requests (3 Predict requests and
+    1 Classify); the server replays every one of them while loading the version."""
+    import logging
+
+    base = exported.model_manager.model_config("single").base_path
+    warmup_file = base / "1" / "assets.extra" / "tf_serving_warmup_requests"
+    caplog.set_level(logging.INFO, logger="serving.model_warmup")
+
+    Server({"again": base}, port=0, file_system_poll_wait_seconds=0).start().stop(grace=5)
+
+    assert (f"Finished reading warmup data for model at {warmup_file}. Number of warmup records "
+            f"read: 4.") in caplog.text
