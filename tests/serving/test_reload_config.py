@@ -217,3 +217,46 @@ def test_errors_are_also_in_response_status(server):
                "ModelConfigList is currently supported")
     assert (context.code, context.details) == (INVALID, message)
     assert (response.status.error_code, response.status.error_message) == (3, message)
+
+
+def test_requests_keep_succeeding_while_a_reload_swaps_versions(running, model_bases):
+    import concurrent.futures
+    import threading
+
+    tf2 = model_bases["tf2"]
+    running.reload([{"name": "tf2", "base_path": tf2, "policy": ("specific", [1])}])
+    stop = threading.Event()
+
+    def send_requests() -> set[int]:
+        seen = set()
+        while not stop.is_set():
+            seen.add(running.version("tf2"))
+        return seen
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        clients = [pool.submit(send_requests) for _ in range(2)]
+        try:
+            running.reload([{"name": "tf2", "base_path": tf2, "policy": ("specific", [2])}])
+            running.reload([{"name": "tf2", "base_path": tf2, "policy": ("specific", [1])}])
+        finally:
+            stop.set()
+        seen = set().union(*(client.result() for client in clients))  # raises if one failed
+
+    assert seen <= {1, 2}
+    assert running.states("tf2") == [(2, "END"), (1, "AVAILABLE")]
+
+
+def test_an_empty_config_file_starts_without_models_and_a_reload_adds_them(tmp_path,
+                                                                           model_bases):
+    config = tmp_path / "models.config"
+    config.write_text("")
+    server = Server(port=0, model_config_file=str(config), file_system_poll_wait_seconds=0)
+    server.start()
+    running = Running(server)
+    try:
+        assert server.model_manager.model_names == []
+        running.reload([{"name": "half", "base_path": model_bases["half"]}])
+        assert running.version("half") == 1
+    finally:
+        running.channel.close()
+        server.stop(grace=5)
