@@ -59,8 +59,8 @@ class RunDirectory:
                 f"{MODEL_CONFIG_FILE}, the model weights, {LABELS_FILE} and {FIT_CONFIG_FILE}). "
                 f"Received: run_dir='{path}'"
             )
-        labels = _read_labels(path)
         fit_config = _read_fit_config(path)
+        labels = _read_labels(path)
         if not (path / MODEL_CONFIG_FILE).is_file():
             raise RunDirError(
                 f"Missing {MODEL_CONFIG_FILE} in the run directory. Expected the fine-tuned model "
@@ -187,6 +187,13 @@ def _read_fit_config(path: Path) -> dict[str, Any]:
         raise RunDirError(
             f"Unsupported task in {FIT_CONFIG_FILE}. Expected task: {SUPPORTED_TASK}. "
             f"Received: task={task!r} in {config_path}"
+        )
+    problem_type = config.get("problem_type", "single-label")
+    if problem_type != "single-label":
+        raise RunDirError(
+            f"Exporting {problem_type} classifiers is not supported yet. Expected "
+            f"problem_type: single-label. Received: problem_type={problem_type!r} in "
+            f"{config_path} (use `tfinetune evaluate` to score such runs in-process)"
         )
     max_length = config.get("max_length")
     if max_length is not None and (

@@ -14,6 +14,7 @@ import yaml
 
 from tfinetune.errors import ConfigError
 from tfinetune.model_source import DEFAULT_MODEL
+from tfinetune.problem_type import PROBLEM_TYPES
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,10 @@ class FitConfig:
         freeze_layers: Freeze the embeddings and the first N transformer layers.
         classifier_dropout: Dropout before the classification head (the model's default when
             None).
+        problem_type: `single-label` (one label per text), `multi-label` (a set of labels per
+            text: a list, or a `label_delimiter`-separated string) or `regression` (a number).
+        threshold: Multi-label: a label is predicted when its sigmoid score is at least this.
+        label_delimiter: Multi-label: separator of labels written in one string.
         task: The fine-tuning task; only `text-classification` for now.
     """
 
@@ -93,6 +98,9 @@ class FitConfig:
     freeze_backbone: bool = False
     freeze_layers: int = 0
     classifier_dropout: float | None = None
+    problem_type: str = "single-label"
+    threshold: float = 0.5
+    label_delimiter: str = ","
     task: str = "text-classification"
 
     def __post_init__(self):
@@ -126,6 +134,17 @@ class FitConfig:
             if self.classifier_dropout >= 1.0:
                 raise ConfigError("Option 'classifier_dropout' must be in [0, 1). "
                                   f"Received: classifier_dropout={self.classifier_dropout!r}")
+        if self.problem_type not in PROBLEM_TYPES:
+            raise ConfigError(
+                f"Unknown problem type. Expected one of {list(PROBLEM_TYPES)}. "
+                f"Received: problem_type={self.problem_type!r}")
+        _check_number(self, "threshold", float, minimum=0.0, exclusive=True)
+        if self.threshold >= 1.0:
+            raise ConfigError("Option 'threshold' must be in (0, 1). "
+                              f"Received: threshold={self.threshold!r}")
+        if not isinstance(self.label_delimiter, str) or not self.label_delimiter:
+            raise ConfigError("Option 'label_delimiter' must be a non-empty string. "
+                              f"Received: label_delimiter={self.label_delimiter!r}")
         if self.freeze_backbone and self.freeze_layers:
             raise ConfigError(
                 "Use either freeze_backbone (freeze the whole encoder) or freeze_layers N "

@@ -51,9 +51,9 @@ class LabelSet:
 
     FILE_NAME = "labels.json"
 
-    def __init__(self, names: Sequence[str]):
+    def __init__(self, names: Sequence[str], minimum: int = 2):
         names = tuple(str(name) for name in names)
-        if len(names) < 2:
+        if len(names) < minimum:
             raise DataError(
                 "A classifier needs at least 2 distinct labels in the training file. "
                 f"Received: labels={list(names)}"
@@ -62,6 +62,11 @@ class LabelSet:
             raise DataError(f"Label names must be unique. Received: labels={list(names)}")
         self.names = names
         self._ids = {name: i for i, name in enumerate(names)}
+
+    @classmethod
+    def for_regression(cls, target_name: str) -> "LabelSet":
+        """The one "label" of a regression model: the name of its target."""
+        return cls([target_name], minimum=1)
 
     @classmethod
     def from_values(cls, values: Iterable[object]) -> "LabelSet":
@@ -96,7 +101,8 @@ class LabelSet:
     def load(cls, directory: str | Path) -> "LabelSet":
         path = Path(directory) / cls.FILE_NAME
         try:
-            return cls(json.loads(path.read_text(encoding="utf-8"))["labels"])
+            names = json.loads(path.read_text(encoding="utf-8"))["labels"]
+            return cls(names, minimum=1)
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise DataError(
                 f"Cannot read the label set. Expected {path} with {{\"labels\": [...]}} as written "

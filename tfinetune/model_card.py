@@ -10,6 +10,9 @@ from tfinetune.fit_config import FitConfig
 def model_card(config: FitConfig, labels: Sequence[str], final_metrics: dict | None,
                best_epoch: int | None, train_rows: int, validation_rows: int | None) -> str:
     """Markdown describing what was fine-tuned, on what, how, and how well."""
+    from tfinetune.problem_type import ProblemType
+
+    monitor = ProblemType(config.problem_type).monitor.removeprefix("val_")
     lines = [
         "---",
         "library_name: transformers",
@@ -24,7 +27,9 @@ def model_card(config: FitConfig, labels: Sequence[str], final_metrics: dict | N
         + (f", validated on `{config.validation}` ({validation_rows} rows)." if config.validation
            else "."),
         "",
-        f"Labels (class id order): {', '.join(f'`{label}`' for label in labels)}.",
+        (f"Target: `{labels[0]}` (regression)." if config.problem_type == "regression" else
+         f"Labels (class id order, {config.problem_type}): "
+         f"{', '.join(f'`{label}`' for label in labels)}."),
         f"Input: `{config.text_column}`"
         + (f" + `{config.text_pair_column}`" if config.text_pair_column else "")
         + f", up to {config.max_length} tokens.",
@@ -40,7 +45,7 @@ def model_card(config: FitConfig, labels: Sequence[str], final_metrics: dict | N
         f" seed {config.seed}",
     ]
     if best_epoch is not None:
-        lines.append(f"- kept epoch: {best_epoch} (best validation F1)" if final_metrics
+        lines.append(f"- kept epoch: {best_epoch} (best validation {monitor})" if final_metrics
                      else f"- kept epoch: {best_epoch} (last)")
     if final_metrics:
         lines += [
@@ -49,8 +54,8 @@ def model_card(config: FitConfig, labels: Sequence[str], final_metrics: dict | N
             "",
             "| metric | value |",
             "|---|---|",
-        ] + [f"| {name} | {final_metrics[name]:.4f} |"
-             for name in ("accuracy", "precision", "recall", "f1") if name in final_metrics]
+        ] + [f"| {name} | {value:.4f} |" for name, value in final_metrics.items()
+             if isinstance(value, float)]
     lines += [
         "",
         "## Use",

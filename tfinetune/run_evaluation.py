@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 from tfinetune import _environment  # noqa: F401
-from tfinetune.classification_metrics import ClassificationMetrics
 from tfinetune.errors import ModelError
 from tfinetune.errors import RunDirError
 from tfinetune.fit_config import FitConfig
 from tfinetune.label_set import LabelSet
+from tfinetune.problem_type import ProblemType
 from tfinetune.text_classification_examples import TextClassificationExamples
 
 
@@ -22,13 +23,14 @@ class RunEvaluation:
         run_dir: The evaluated run.
         data: The labelled file.
         loss: Mean cross-entropy.
-        metrics: Accuracy, macro precision/recall/F1, per-label scores, confusion matrix.
+        metrics: The problem type's metrics: `ClassificationMetrics` (single-label),
+            `MultiLabelMetrics` or `RegressionMetrics`.
     """
 
     run_dir: Path
     data: Path
     loss: float
-    metrics: ClassificationMetrics
+    metrics: Any
 
     def as_dict(self) -> dict:
         return {"run_dir": str(self.run_dir), "data": str(self.data), "loss": self.loss,
@@ -56,10 +58,12 @@ class RunEvaluation:
         config = FitConfig.load(run_dir / "fit_config.yaml")
         labels = LabelSet.load(run_dir)
         pair_column = text_pair_column or config.text_pair_column
+        problem_type = ProblemType(config.problem_type, threshold=config.threshold)
         examples = TextClassificationExamples.read(
             data, text_column=text_column or config.text_column,
             label_column=label_column or config.label_column, text_pair_column=pair_column,
-            labels=labels, role="evaluation")
+            labels=None if config.problem_type == "regression" else labels, role="evaluation",
+            problem_type=config.problem_type, label_delimiter=config.label_delimiter)
 
         from transformers import AutoTokenizer
         from transformers import TFAutoModelForSequenceClassification
@@ -75,6 +79,6 @@ class RunEvaluation:
             raise ModelError(f"Cannot load the model of {run_dir}: {error}") from error
         dataset = make_dataset(
             tokenize(tokenizer, examples.texts, examples.text_pairs, config.max_length),
-            examples.label_ids, batch_size=batch_size, pad_token_id=tokenizer.pad_token_id or 0)
-        loss, metrics = evaluate(model, dataset, examples.label_ids, labels.names)
+            examples.targets, batch_size=batch_size, pad_token_id=tokenizer.pad_token_id or 0)
+        loss, metrics = evaluate(model, dataset, examples.targets, labels.names, problem_type)
         return cls(run_dir, Path(data), loss, metrics)

@@ -27,7 +27,7 @@ def tokenize(tokenizer, texts: Sequence[str], text_pairs: Sequence[str] | None,
 
 def make_dataset(
     features: dict[str, list[list[int]]],
-    label_ids: Sequence[int] | None,
+    targets: Sequence | None,
     *,
     batch_size: int,
     pad_token_id: int = 0,
@@ -38,7 +38,8 @@ def make_dataset(
 
     Args:
         features: Per-example token lists, as returned by `tokenize`.
-        label_ids: Class id per example, or None for an unlabelled dataset.
+        targets: Per example a class id, a 0/1 row (multi-label) or a float (regression);
+            None for an unlabelled dataset.
         batch_size: Examples per batch (the last batch may be smaller).
         pad_token_id: Padding value of `input_ids` (masks and segment ids pad with 0).
         shuffle: Reshuffle the examples every epoch with `seed`.
@@ -51,8 +52,10 @@ def make_dataset(
                            count=int(lengths.sum()))
         ragged[key] = tf.RaggedTensor.from_row_lengths(flat, lengths)
     count = len(next(iter(features.values())))
-    elements = ragged if label_ids is None else (
-        ragged, tf.constant(np.asarray(label_ids, dtype=np.int32)))
+    if targets is not None:
+        targets = np.asarray(targets)
+        targets = targets.astype(np.float32 if targets.dtype.kind == "f" else np.int32)
+    elements = ragged if targets is None else (ragged, tf.constant(targets))
     dataset = tf.data.Dataset.from_tensor_slices(elements)
     if shuffle:
         dataset = dataset.shuffle(count, seed=seed, reshuffle_each_iteration=True)
@@ -62,6 +65,6 @@ def make_dataset(
         return dense if labels is None else (dense, labels)
 
     dataset = dataset.ragged_batch(batch_size)
-    if label_ids is None:
+    if targets is None:
         return dataset.map(pad).prefetch(tf.data.AUTOTUNE)
     return dataset.map(lambda batch, labels: pad(batch, labels)).prefetch(tf.data.AUTOTUNE)

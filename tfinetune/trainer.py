@@ -18,7 +18,9 @@ from tfinetune import _environment  # noqa: F401
 from tfinetune.errors import ModelError
 from tfinetune.errors import RunDirError
 from tfinetune.fit_config import FitConfig
+from tfinetune.label_set import LabelSet
 from tfinetune.model_source import resolve_model
+from tfinetune.problem_type import ProblemType
 from tfinetune.text_classification_examples import TextClassificationExamples
 
 logger = logging.getLogger(__name__)
@@ -67,21 +69,21 @@ def fit(config: FitConfig, *, callbacks: Sequence = ()) -> FitResult:
     Raises:
         ConfigError, DataError, ModelError, RunDirError: with a message naming the problem.
     """
-    train = TextClassificationExamples.read(
-        config.train, text_column=config.text_column, label_column=config.label_column,
-        text_pair_column=config.text_pair_column, role="training")
+    problem_type = ProblemType(config.problem_type, threshold=config.threshold)
+    columns = {"text_column": config.text_column, "label_column": config.label_column,
+               "text_pair_column": config.text_pair_column,
+               "problem_type": config.problem_type, "label_delimiter": config.label_delimiter}
+    train = TextClassificationExamples.read(config.train, role="training", **columns)
+    labels = train.labels or LabelSet.for_regression(config.label_column)
     validation = None
     if config.validation:
         validation = TextClassificationExamples.read(
-            config.validation, text_column=config.text_column,
-            label_column=config.label_column, text_pair_column=config.text_pair_column,
-            labels=train.labels, role="validation")
-    labels = train.labels
+            config.validation, labels=train.labels, role="validation", **columns)
     output_dir = Path(config.output_dir)
     resuming = _check_output_dir(config, output_dir)
     logger.info("Training on %d rows, %d labels: %s", len(train), len(labels), list(labels.names))
 
-    tokenizer, model = _load(config, labels)
+    tokenizer, model = _load(config, labels, problem_type)
 
     import tf_keras
 
@@ -95,13 +97,13 @@ def fit(config: FitConfig, *, callbacks: Sequence = ()) -> FitResult:
 
     pad_id = tokenizer.pad_token_id or 0
     train_features = tokenize(tokenizer, train.texts, train.text_pairs, config.max_length)
-    train_dataset = make_dataset(train_features, train.label_ids, batch_size=config.batch_size,
+    train_dataset = make_dataset(train_features, train.targets, batch_size=config.batch_size,
                                  pad_token_id=pad_id, shuffle=True, seed=config.seed)
     validation_dataset = None
     if validation is not None:
         validation_dataset = make_dataset(
             tokenize(tokenizer, validation.texts, validation.text_pairs, config.max_length),
-            validation.label_ids, batch_size=config.eval_batch_size, pad_token_id=pad_id)
+            validation.targets, batch_size=config.eval_batch_size, pad_token_id=pad_id)
 
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
@@ -115,7 +117,7 @@ def fit(config: FitConfig, *, callbacks: Sequence = ()) -> FitResult:
         learning_rate=schedule, weight_decay=config.weight_decay, beta_1=0.9, beta_2=0.999,
         epsilon=1e-8, global_clipnorm=config.max_grad_norm or None)
     optimizer.exclude_from_weight_decay(var_names=list(NO_DECAY))
-    model.compile(optimizer=optimizer, metrics=["accuracy"])
+    model.compile(optimizer=optimizer, metrics=problem_type.compile_metrics)
     logger.info("%d steps (%d per epoch), %d warmup, %s decay", total_steps, steps_per_epoch,
                 warmup_steps, config.schedule)
 
@@ -123,10 +125,11 @@ def fit(config: FitConfig, *, callbacks: Sequence = ()) -> FitResult:
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     if not resuming:
         config.save(checkpoint_dir / "fit_config.yaml")
-    recorder = TrainingRecorder(checkpoint_dir)
+    recorder = TrainingRecorder(checkpoint_dir, monitor=problem_type.monitor)
     all_callbacks = [
         ValidationMetricsCallback(validation_dataset,
-                                  validation.label_ids if validation else None, labels.names),
+                                  validation.targets if validation else None, labels.names,
+                                  problem_type),
         recorder,
         tf_keras.callbacks.TensorBoard(log_dir=str(output_dir / "logs")),
         ResumableBackup(str(checkpoint_dir / "backup"), save_steps=config.save_steps),
@@ -145,7 +148,8 @@ def fit(config: FitConfig, *, callbacks: Sequence = ()) -> FitResult:
         logger.warning("Best-epoch weights %s are missing; keeping the last epoch", best_weights)
     validation_metrics = None
     if validation is not None:
-        _, metrics = evaluate(model, validation_dataset, validation.label_ids, labels.names)
+        _, metrics = evaluate(model, validation_dataset, validation.targets, labels.names,
+                              problem_type)
         validation_metrics = metrics.as_dict()
 
     _write_outputs(config, output_dir, model, tokenizer, labels, recorder, train, validation,
@@ -196,7 +200,7 @@ def _clear_run(output_dir: Path) -> None:
         shutil.rmtree(output_dir / name, ignore_errors=True)
 
 
-def _load(config: FitConfig, labels):
+def _load(config: FitConfig, labels, problem_type):
     from transformers import AutoTokenizer
     from transformers import TFAutoModelForSequenceClassification
 
@@ -212,7 +216,8 @@ def _load(config: FitConfig, labels):
         from transformers import AutoConfig
 
         model_config = AutoConfig.from_pretrained(
-            source, num_labels=len(labels), id2label=labels.id2label, label2id=labels.label2id)
+            source, num_labels=problem_type.num_labels(labels.names), id2label=labels.id2label,
+            label2id=labels.label2id, problem_type=problem_type.hf_problem_type)
         if config.classifier_dropout is not None:
             _set_classifier_dropout(model_config, config.classifier_dropout)
         tf_keras.utils.set_random_seed(config.seed)
@@ -223,6 +228,10 @@ def _load(config: FitConfig, labels):
             f"Cannot load --model {config.model!r} as a TensorFlow sequence classifier. Expected "
             "a Hugging Face model name or directory of a model type with a TF class (BERT, "
             f"DistilBERT, RoBERTa, ...). Received: {error}") from error
+    if problem_type.training_loss() is not None:
+        # transformers' TF classifiers know only cross-entropy and MSE: give this model the
+        # problem type's loss (its call passes `labels` and `logits` here).
+        model.hf_compute_loss = problem_type.training_loss()
     if config.freeze_backbone or config.freeze_layers:
         from tfinetune.backbone_freezer import BackboneFreezer
 

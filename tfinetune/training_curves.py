@@ -26,14 +26,15 @@ def plot_training_curves(history: Sequence[dict], path: str | Path) -> Path:
     axes[1].plot(epochs, series("learning_rate"), marker="o", color="tab:green")
     axes[1].set_title("Learning rate (end of epoch)")
     axes[1].ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
-    names = {"val_accuracy": "validation accuracy", "val_f1": "validation F1 (macro)",
-             "val_precision": "validation precision", "val_recall": "validation recall",
-             "accuracy": "train accuracy"}
-    for key, name in names.items():
+    metric_keys = [key for key in dict.fromkeys(k for entry in history for k in entry)
+                   if key.startswith("val_") and key != "val_loss"] + ["accuracy"]
+    for key in metric_keys:
         if any(value is not None for value in series(key)):
+            name = key.replace("val_", "validation ") if key != "accuracy" else "train accuracy"
             axes[2].plot(epochs, series(key), marker="o", label=name)
     axes[2].set_title("Metrics")
-    axes[2].set_ylim(0.0, 1.05)
+    if not any(key in metric_keys for key in ("val_mse", "val_rmse", "val_mae")):
+        axes[2].set_ylim(0.0, 1.05)
     for axis in axes:
         axis.set_xlabel("epoch")
         axis.set_xticks(epochs)

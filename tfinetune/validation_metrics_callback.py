@@ -1,4 +1,4 @@
-"""`ValidationMetricsCallback`: accuracy, precision, recall, F1 and loss on validation data."""
+"""`ValidationMetricsCallback`: the problem type's metrics and loss on validation data."""
 
 from __future__ import annotations
 
@@ -7,41 +7,41 @@ import logging
 import numpy as np
 
 from tfinetune import _environment  # noqa: F401
-import tensorflow as tf
 import tf_keras
 
-from tfinetune.classification_metrics import ClassificationMetrics
+from tfinetune.problem_type import ProblemType
 
 logger = logging.getLogger(__name__)
 
 
-def evaluate(model, dataset, label_ids, labels) -> tuple[float, ClassificationMetrics]:
-    """Mean cross-entropy and classification metrics of `model` on a labelled dataset."""
+def evaluate(model, dataset, targets, labels, problem_type: ProblemType | None = None):
+    """`(loss, metrics)` of `model` on a labelled dataset, for its problem type (default:
+    single-label, where metrics is a `ClassificationMetrics`)."""
+    problem_type = problem_type or ProblemType()
     logits = np.concatenate([model(features, training=False).logits.numpy()
                              for features, _ in dataset])
-    loss = tf.reduce_mean(tf_keras.losses.sparse_categorical_crossentropy(
-        np.asarray(label_ids), logits, from_logits=True))
-    metrics = ClassificationMetrics.compute(
-        list(label_ids), logits.argmax(axis=-1).tolist(), list(labels))
-    return float(loss), metrics
+    return problem_type.loss(targets, logits), problem_type.metrics(targets, logits, labels)
 
 
 class ValidationMetricsCallback(tf_keras.callbacks.Callback):
-    """Adds `val_loss`, `val_accuracy`, `val_precision`, `val_recall`, `val_f1` (macro) and
-    `learning_rate` to the epoch logs, so that History, TensorBoard and later callbacks see them.
+    """Adds `val_loss`, the problem type's `val_*` metrics (single-label: accuracy and macro
+    precision/recall/F1) and `learning_rate` to the epoch logs, so that History, TensorBoard
+    and later callbacks see them.
 
     Args:
-        dataset: Batched `(features, label_ids)` validation dataset, or None (then only the
+        dataset: Batched `(features, targets)` validation dataset, or None (then only the
             learning rate is added).
-        label_ids: The validation labels in dataset order.
+        targets: The validation targets in dataset order.
         labels: Label names in class-id order.
+        problem_type: Single-label (default), multi-label or regression.
     """
 
-    def __init__(self, dataset, label_ids, labels):
+    def __init__(self, dataset, targets, labels, problem_type: ProblemType | None = None):
         super().__init__()
         self.dataset = dataset
-        self.label_ids = list(label_ids) if label_ids is not None else None
+        self.targets = list(targets) if targets is not None else None
         self.labels = list(labels)
+        self.problem_type = problem_type or ProblemType()
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
@@ -51,16 +51,9 @@ class ValidationMetricsCallback(tf_keras.callbacks.Callback):
         logs["learning_rate"] = float(tf_keras.backend.get_value(learning_rate))
         if self.dataset is None:
             return
-        loss, metrics = evaluate(self.model, self.dataset, self.label_ids, self.labels)
-        logs.update({
-            "val_loss": loss,
-            "val_accuracy": metrics.accuracy,
-            "val_precision": metrics.precision,
-            "val_recall": metrics.recall,
-            "val_f1": metrics.f1,
-        })
-        logger.info(
-            "Epoch %d validation: loss=%.4f accuracy=%.4f precision=%.4f recall=%.4f f1=%.4f",
-            epoch + 1, logs["val_loss"], metrics.accuracy, metrics.precision, metrics.recall,
-            metrics.f1,
-        )
+        loss, metrics = evaluate(self.model, self.dataset, self.targets, self.labels,
+                                 self.problem_type)
+        values = {"val_loss": loss, **self.problem_type.epoch_logs(metrics)}
+        logs.update(values)
+        logger.info("Epoch %d validation: %s", epoch + 1,
+                    " ".join(f"{key[4:]}={value:.4f}" for key, value in values.items()))

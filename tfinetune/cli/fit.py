@@ -55,6 +55,13 @@ SCHEDULE_CHOICES = list(SCHEDULES) + ["constant_with_warmup"]
 @click.option("--save-steps", type=int,
               help="Back up the training state every N steps (and every epoch) so that "
                    "re-running the command resumes. [default: 500]")
+@click.option("--problem-type", type=click.Choice(["single-label", "multi-label", "regression"]),
+              help="One label per text, a set of labels per text, or a number. "
+                   "[default: single-label]")
+@click.option("--threshold", type=float,
+              help="Multi-label: predict a label when its score is at least this. [default: 0.5]")
+@click.option("--label-delimiter",
+              help="Multi-label: separator of labels written in one field. [default: ,]")
 @click.option("--freeze-backbone", is_flag=True, default=None,
               help="Train only the classification head (the pretrained encoder is frozen).")
 @click.option("--freeze-layers", type=int, metavar="N",
@@ -88,7 +95,7 @@ def command(config_file, **options) -> None:
     summary = {"output_dir": str(result.output_dir), "best_epoch": result.best_epoch,
                "labels": result.labels}
     if result.validation_metrics:
-        summary["validation"] = {name: result.validation_metrics[name]
-                                 for name in ("accuracy", "precision", "recall", "f1")}
+        summary["validation"] = {name: value for name, value in result.validation_metrics.items()
+                                 if isinstance(value, float)}
     click.echo(json.dumps(summary))
 
