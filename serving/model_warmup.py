@@ -3,6 +3,7 @@ becomes AVAILABLE, as TF Serving's `RunSavedModelWarmup` (saved_model_warmup_uti
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
@@ -97,7 +98,15 @@ def _records(path: Path):
     import tensorflow as tf
 
     try:
-        yield from tf.compat.v1.io.tf_record_iterator(str(path))
+        from tensorflow.python.util import deprecation
+
+        silenced = deprecation.silence()
+    except (ImportError, AttributeError):
+        silenced = contextlib.nullcontext()
+    with silenced:  # tf_record_iterator is deprecated for eager code; its errors read better
+        records = tf.compat.v1.io.tf_record_iterator(str(path))
+    try:
+        yield from records
     except tf.errors.DataLossError as error:
         raise ServingError(grpc.StatusCode.DATA_LOSS,
                            f"{error.message}. Please verify your warmup data is in TFRecord "
