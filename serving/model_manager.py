@@ -39,6 +39,7 @@ from serving.model_config import TENSORFLOW_PLATFORM
 from serving.model_config import ModelConfig
 from serving.model_warmup import ModelWarmup
 from serving.servable import Servable
+from serving.servable_options import ServableOptions
 from serving.serving_error import ServingError
 from serving.version_policy import VersionPolicy
 from serving.version_state import VersionState
@@ -124,6 +125,7 @@ class ModelManager:
         self._warmup = warmup if warmup is not None else ModelWarmup()
         # Batching, method-name check, tensor_content: handed to every Servable.load. The server
         # sets it in start(), before the first load (owned by the batching/limits work).
+        self.servable_options = ServableOptions()
         self._lock = threading.RLock()
         self._poll_lock = threading.Lock()  # one poll, initial load or reload at a time
         self._stop_polling = threading.Event()
@@ -451,7 +453,8 @@ class ModelManager:
         logger.info("Loading version %d of model '%s' from %s", version.version, model.name,
                     version.path)
         try:
-            servable = Servable.load(model.name, version.version, version.path, tags=self._tags)
+            servable = Servable.load(model.name, version.version, version.path, tags=self._tags,
+                                     options=self.servable_options)
             self._warm_up(servable)
         except ServingError as error:
             logger.error("Failed to load version %d of model '%s' from %s: %s",

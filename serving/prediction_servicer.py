@@ -8,6 +8,7 @@ from tensorflow_serving.apis import model_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from serving.model_manager import ModelManager
+from serving.request_deadline import with_grpc_deadline
 from serving.model_metadata import get_model_metadata
 from serving.serving_error import ServingError
 from serving.serving_error import aborts_on_error
@@ -26,24 +27,28 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         self._manager = manager
 
     @aborts_on_error
+    @with_grpc_deadline  # the RPC deadline bounds the session run
     def Predict(self, request, context):  # noqa: N802  (gRPC method name)
         _require_model_spec(request)
         with self._manager.servable(request.model_spec) as servable:
             return servable.predict(request)
 
     @aborts_on_error
+    @with_grpc_deadline  # the RPC deadline bounds the session run
     def Classify(self, request, context):  # noqa: N802
         _require_model_spec(request)
         with self._manager.servable(request.model_spec) as servable:
             return servable.classify(request)
 
     @aborts_on_error
+    @with_grpc_deadline  # the RPC deadline bounds the session run
     def Regress(self, request, context):  # noqa: N802
         _require_model_spec(request)
         with self._manager.servable(request.model_spec) as servable:
             return servable.regress(request)
 
     @aborts_on_error
+    @with_grpc_deadline  # the RPC deadline bounds the session run
     def MultiInference(self, request, context):  # noqa: N802
         # TF Serving resolves the servable from the first task's ModelSpec (an empty one when
         # there is no task); the servable checks that every task names the same model.

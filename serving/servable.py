@@ -2,8 +2,10 @@
 
 The SavedModel is loaded into its own `tf.Graph` and `tf.compat.v1.Session` (so TF1- and
 TF2-era SavedModels both work), and a request runs the session with the signature's tensor
-names as feeds and fetches. Like the C++ server it does not check shapes: requests go through a
-session callable, which skips the Python `Session.run` feed-shape check.
+names as feeds and fetches. Like the C++ server it does not check shapes: requests run through
+the session's C API (`SessionCallable`), which skips the Python `Session.run` feed-shape check,
+with the request's deadline as the run timeout. With `--enable_batching` the runs of each
+signature go through a `BatchingSession`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import collections
 import contextlib
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -19,13 +22,19 @@ import grpc
 import numpy as np
 
 from serving import tensor_codec
+from serving.batching_session import BatchingSession
+from serving.request_deadline import RequestDeadline
+from serving.servable_options import ServableOptions
 from serving.serving_error import ServingError
+from serving.session_callable import SessionCallable
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_SIGNATURE = "serving_default"  # kDefaultServingSignatureDefKey
 CLASSIFY_METHOD_NAME = "tensorflow/serving/classify"  # kClassifyMethodName
 REGRESS_METHOD_NAME = "tensorflow/serving/regress"  # kRegressMethodName
+PREDICT_METHOD_NAME = "tensorflow/serving/predict"  # kPredictMethodName
+_PREDICT_API_METHODS = (PREDICT_METHOD_NAME, CLASSIFY_METHOD_NAME, REGRESS_METHOD_NAME)
 _MAX_CACHED_CALLABLES = 64
 _tensorflow_text_imported = False
 _import_lock = threading.Lock()
@@ -206,7 +215,8 @@ class Servable:
         path: The version directory.
     """
 
-    def __init__(self, name: str, version: int, path: Path, session, meta_graph_def) -> None:
+    def __init__(self, name: str, version: int, path: Path, session, meta_graph_def,
+                 options: ServableOptions | None = None) -> None:
         from tensorflow_serving.apis import get_model_metadata_pb2
 
         self.name = name
@@ -221,11 +231,20 @@ class Servable:
         self._callables_lock = threading.Lock()
         self._users = 0
         self._users_changed = threading.Condition()
+        self._options = options or ServableOptions()
+        self._batching: BatchingSession | None = None
+        if self._options.batch_scheduler is not None:
+            self._batching = BatchingSession(self._run_session, self._signatures.values(),
+                                             self._options.batch_scheduler, f"{name}/{version}")
 
     @classmethod
     def load(cls, name: str, version: int, path: str | Path,
-             tags: Sequence[str] = ("serve",)) -> "Servable":
+             tags: Sequence[str] = ("serve",),
+             options: ServableOptions | None = None) -> "Servable":
         """Loads `path` (a SavedModel directory) into a new graph and session.
+
+        `options` carries the server-wide settings (batching, signature method-name check,
+        tensor_content serialization); default: none of them.
 
         Raises:
             ServingError: the load failed; its code is the loader's status code.
@@ -245,7 +264,7 @@ class Servable:
             session.close()
             raise _load_error(error, tags) from error
         graph.finalize()
-        return cls(name, version, path, session, meta_graph_def)
+        return cls(name, version, path, session, meta_graph_def, options)
 
     @property
     def signature_def_map(self):
@@ -273,6 +292,8 @@ class Servable:
         """Waits for the requests running on this version, then closes its session."""
         with self._users_changed:
             self._users_changed.wait_for(lambda: self._users == 0)
+        if self._batching is not None:
+            self._batching.close()
         with self._callables_lock:
             self._callables.clear()
         self._session.close()
@@ -288,6 +309,12 @@ class Servable:
         if signature is None:
             raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
                                f'Serving signature key "{signature_name}" not found.')
+        if (self._options.signature_method_name_check
+                and signature.method_name not in _PREDICT_API_METHODS):
+            raise ServingError(  # predict_util.cc VerifySignature
+                grpc.StatusCode.INTERNAL,
+                f"Expected prediction signature method_name to be one of {{"
+                f"{', '.join(_PREDICT_API_METHODS)}}}. Was: {signature.method_name}")
         self._verify_inputs_size(signature, request.inputs)
         feed_names, feed_values = self._input_values(signature, request.inputs)
         aliases, fetch_names = self._outputs(signature, request.output_filter)
@@ -298,7 +325,8 @@ class Servable:
         response.model_spec.signature_name = signature_name
         response.model_spec.version.value = self.version
         for alias, value in zip(aliases, outputs):
-            response.outputs[alias].CopyFrom(tensor_codec.to_tensor_proto(value))
+            response.outputs[alias].CopyFrom(tensor_codec.to_tensor_proto(
+                value, as_tensor_content=self._options.serialization_as_tensor_content))
         return response
 
     @staticmethod
@@ -371,7 +399,8 @@ class Servable:
         """Runs a `ClassificationRequest` (TF Serving's SavedModel classifier)."""
         from tensorflow_serving.apis import classification_pb2
 
-        signature_name, signature = self._example_signature(request.model_spec)
+        signature_name, signature = self._example_signature(request.model_spec,
+                                                            CLASSIFY_METHOD_NAME)
         input_name, fetch_names = _classification_tensors(signature)
         examples = self._serialized_examples(request.input)
         outputs = dict(zip(fetch_names, self._run([input_name], [examples], fetch_names)))
@@ -384,7 +413,8 @@ class Servable:
         """Runs a `RegressionRequest` (TF Serving's SavedModel regressor)."""
         from tensorflow_serving.apis import regression_pb2
 
-        signature_name, signature = self._example_signature(request.model_spec)
+        signature_name, signature = self._example_signature(request.model_spec,
+                                                            REGRESS_METHOD_NAME)
         input_name, fetch_names = _regression_tensors(signature)
         examples = self._serialized_examples(request.input)
         outputs = dict(zip(fetch_names, self._run([input_name], [examples], fetch_names)))
@@ -452,12 +482,20 @@ class Servable:
                 _regression_result(signature, outputs, len(examples), result.regression_result)
         return response
 
-    def _example_signature(self, model_spec):
+    def _example_signature(self, model_spec, method_name: str | None = None):
+        """The Classify/Regress signature; with the signature method-name check on, it must
+        have `method_name` (classifier.cc / regressor.cc, same texts)."""
         signature_name = model_spec.signature_name or DEFAULT_SIGNATURE
         signature = self._signatures.get(signature_name)
         if signature is None:
             raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
                                f"No signature was found with the name: {signature_name}")
+        if (method_name is not None and self._options.signature_method_name_check
+                and signature.method_name != method_name):
+            kind = "classification" if method_name == CLASSIFY_METHOD_NAME else "regression"
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"Expected {kind} signature method_name to be {method_name}. "
+                               f"Was: {signature.method_name}")
         return signature_name, signature
 
     @staticmethod
@@ -485,32 +523,52 @@ class Servable:
 
     # -- running the session --------------------------------------------------------------------
 
+    @property
+    def batching_session(self) -> BatchingSession | None:
+        """The `BatchingSession` of this version (None without `--enable_batching`)."""
+        return self._batching
+
     def _run(self, feed_names: list[str], feed_values: list[np.ndarray],
              fetch_names: list[str]) -> list[np.ndarray]:
-        """Runs the session; maps TF runtime errors to their status code."""
-        import tensorflow as tf
+        """Runs the session (batched when batching is on) within the request's deadline.
 
+        Raises:
+            ServingError: DEADLINE_EXCEEDED when the deadline has passed or the run outlasts it
+                (the run is cancelled); TF runtime and batching errors with their status codes.
+        """
+        deadline = RequestDeadline.current()
+        if deadline is not None and deadline <= time.monotonic():
+            raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
         unique_fetches = sorted(set(fetch_names))
-        try:
-            run = self._callable(tuple(feed_names), tuple(unique_fetches))
-            values = run(*feed_values)
-        except tf.errors.OpError as error:
-            raise ServingError.from_op_error(error) from error
+        if self._batching is not None:
+            values = self._batching.run(feed_names, feed_values, unique_fetches, deadline)
+        else:
+            values = self._run_session(feed_names, feed_values, unique_fetches,
+                                       RequestDeadline.timeout_in_ms(deadline))
         by_name = dict(zip(unique_fetches, values))
         return [by_name[name] for name in fetch_names]
 
-    def _callable(self, feed_names: tuple[str, ...], fetch_names: tuple[str, ...]):
-        """A cached session callable for these feeds and fetches (no Python shape checks)."""
-        from tensorflow.core.protobuf import config_pb2
+    def _run_session(self, feed_names: Sequence[str], feed_values: Sequence[np.ndarray],
+                     fetch_names: Sequence[str], timeout_in_ms: int = 0) -> list[np.ndarray]:
+        """One run of the session (`timeout_in_ms` <= 0: none); maps TF runtime errors to
+        their status code."""
+        import tensorflow as tf
 
+        run = self._callable(tuple(feed_names), tuple(fetch_names))
+        try:
+            return run(feed_values, timeout_in_ms)
+        except tf.errors.OpError as error:
+            raise ServingError.from_op_error(error) from error
+
+    def _callable(self, feed_names: tuple[str, ...], fetch_names: tuple[str, ...]):
+        """A cached `SessionCallable` for these feeds and fetches (no Python shape checks)."""
         key = (feed_names, fetch_names)
         with self._callables_lock:
             run = self._callables.get(key)
             if run is not None:
                 self._callables.move_to_end(key)
                 return run
-            options = config_pb2.CallableOptions(feed=list(feed_names), fetch=list(fetch_names))
-            run = self._session._make_callable_from_options(options)
+            run = SessionCallable(self._session, feed_names, fetch_names)
             self._callables[key] = run
             if len(self._callables) > _MAX_CACHED_CALLABLES:
                 self._callables.popitem(last=False)

@@ -78,7 +78,8 @@ def test_wrong_dtype_is_the_tf_runtime_invalid_argument(prediction_stub):
     code, message = rpc_error(prediction_stub.Predict, request)
 
     assert code == INVALID
-    assert message.splitlines()[0] == "Type mismatch: actual string vs. expect float"
+    # What tensorflow_model_server answers (tensorflow/serving#927, #1495): the C++ session's text.
+    assert message.splitlines()[0] == "Expects arg[0] to be float but string is provided"
 
 
 def test_long_messages_are_truncated_like_tf_serving(prediction_stub):
