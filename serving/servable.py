@@ -457,8 +457,10 @@ class Servable:
                                    f"Requested signature not found in model graph: "
                                    f"{signature_name}")
             if task.method_name == CLASSIFY_METHOD_NAME:
+                self._check_method_name(signature, CLASSIFY_METHOD_NAME)
                 input_name, names = _classification_tensors(signature)
             elif task.method_name == REGRESS_METHOD_NAME:
+                self._check_method_name(signature, REGRESS_METHOD_NAME)
                 input_name, names = _regression_tensors(signature)
             else:
                 raise ServingError(grpc.StatusCode.UNIMPLEMENTED,
@@ -490,13 +492,18 @@ class Servable:
         if signature is None:
             raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
                                f"No signature was found with the name: {signature_name}")
-        if (method_name is not None and self._options.signature_method_name_check
-                and signature.method_name != method_name):
+        if method_name is not None:
+            self._check_method_name(signature, method_name)
+        return signature_name, signature
+
+    def _check_method_name(self, signature, method_name: str) -> None:
+        """With the signature method-name check on, a Classify/Regress (or MultiInference task)
+        signature must have `method_name` (classifier.cc / regressor.cc, same texts)."""
+        if self._options.signature_method_name_check and signature.method_name != method_name:
             kind = "classification" if method_name == CLASSIFY_METHOD_NAME else "regression"
             raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
                                f"Expected {kind} signature method_name to be {method_name}. "
                                f"Was: {signature.method_name}")
-        return signature_name, signature
 
     @staticmethod
     def _serialized_examples(model_input) -> np.ndarray:

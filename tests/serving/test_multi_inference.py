@@ -166,3 +166,38 @@ def test_tf_servings_half_plus_two(name):
                                  ("regress_x_to_y2", "regression_result", [4.0]),
                                  ("classify_x_to_y", "classification_result", [[("", 3.0)]])]
     assert {r.model_spec.version.value for r in response.results} == {123}
+
+
+def test_the_signature_method_name_check_applies_to_tasks(tmp_path):
+    """With --enable_signature_method_name_check a task's signature must carry its method
+    (PreProcessClassification/Regression); off by default, so TF2 signatures stamped
+    "predict" serve, as in TF Serving."""
+    import tensorflow as tf
+
+    from serving.servable import Servable
+    from serving.servable_options import ServableOptions
+    from serving.serving_error import ServingError
+
+    class Heads(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+        def regress(self, inputs):
+            x = tf.io.parse_example(inputs, {"x": tf.io.FixedLenFeature([1], tf.float32)})["x"]
+            return {"outputs": 0.5 * x + 2}
+
+    module = Heads()
+    tf.saved_model.save(module, str(tmp_path / "1"), signatures={"regress": module.regress})
+    request = multi_request(("regress", REGRESS), name="m")
+    unchecked = Servable.load("m", 1, tmp_path / "1")
+    checked = Servable.load("m", 1, tmp_path / "1",
+                            options=ServableOptions(signature_method_name_check=True))
+    try:
+        answered = results(unchecked.multi_inference(request))
+        with pytest.raises(ServingError) as raised:
+            checked.multi_inference(request)
+    finally:
+        unchecked.close()
+        checked.close()
+
+    assert answered == [("regress", "regression_result", [3.0])]
+    assert (raised.value.code, raised.value.message) == (
+        INVALID, f"Expected regression signature method_name to be {REGRESS}. Was: {PREDICT}")
