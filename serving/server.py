@@ -26,27 +26,27 @@ from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import prediction_service_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from serving.metrics_interceptor import MetricsInterceptor
+from serving.batch_scheduler import BatchScheduler
+from serving.batching_parameters import BatchingParameters
 from serving.config_file_poller import ConfigFilePoller
 from serving.model_config_list import ModelConfigList
+from serving.metrics_interceptor import MetricsInterceptor
 from serving.model_manager import ModelManager
 from serving.model_servicer import ModelServicer
 from serving.model_warmup import ModelWarmup
 from serving.prediction_servicer import PredictionServicer
 from serving.rest_server import RestServer
+from serving.servable_options import ServableOptions
 from serving.server_options import ServerOptions
 from serving.serving_error import ServingError
+from serving.ssl_config import SslConfig
 from serving.version_policy import VersionPolicy
 
 logger = logging.getLogger(__name__)
 
 # ServerOptions fields whose behaviour is not built yet: a non-default value is refused at
 # start-up rather than silently ignored. Entries leave this set as they are implemented.
-_NOT_YET_SUPPORTED = {
-    "grpc_socket_path",
-    "enable_batching", "batching_parameters_file", "ssl_config_file",
-    "enable_signature_method_name_check", "enable_serialization_as_tensor_content",
-}
+_NOT_YET_SUPPORTED: set[str] = set()
 
 _PREDICTION_SERVICE = prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"]
 _MODEL_SERVICE = model_service_pb2.DESCRIPTOR.services_by_name["ModelService"]
@@ -163,8 +163,13 @@ class Server:
             raise ServingError(grpc.StatusCode.UNIMPLEMENTED,
                                "Not supported by this server yet: "
                                + ", ".join(f"--{name}" for name in unsupported))
-        rest = RestServer.from_options(self.options, self._manager)  # monitoring config
+        # --ssl_config_file, --enable_batching & co: checked before any model loads.
+        if self.options.ssl_config_file and self._credentials is None:
+            self._credentials = SslConfig.from_file(
+                self.options.ssl_config_file).server_credentials()
+        self._manager.servable_options = self._servable_options()
         # With --model_config_file its models replace `models` (as in tensorflow_model_server).
+        rest = RestServer.from_options(self.options, self._manager)  # monitoring config
         self._manager.load_all(ModelConfigList.read(self.options.model_config_file)
                                if self.options.model_config_file else None)
         server = grpc.server(
@@ -197,6 +202,10 @@ class Server:
             self._manager.unload_all()
             raise ServingError(grpc.StatusCode.UNAVAILABLE,
                                f"Failed to bind the gRPC port {address}: {reason}")
+        socket_failure = self._add_socket_port(server)  # --grpc_socket_path
+        if socket_failure:
+            self._manager.unload_all()
+            raise ServingError(grpc.StatusCode.UNAVAILABLE, socket_failure)
         self._port = port
         self._server = server
         server.start()
@@ -217,6 +226,43 @@ class Server:
         logger.info("Listening on %s; models: %s", self.address, {
             name: self._manager.available_versions(name) for name in self._manager.model_names})
         return self
+
+    def _servable_options(self) -> ServableOptions:
+        """What every loaded version runs with: batching (`--enable_batching` with TF's
+        defaults or `--batching_parameters_file`), the method-name check, tensor_content.
+
+        Raises:
+            ServingError: INVALID_ARGUMENT for a bad batching parameters file.
+        """
+        scheduler = None
+        if self.options.enable_batching:
+            parameters = (BatchingParameters.from_file(self.options.batching_parameters_file)
+                          if self.options.batching_parameters_file
+                          else BatchingParameters.for_model_server())
+            scheduler = BatchScheduler(parameters)  # its threads run while versions are loaded
+        return ServableOptions(
+            batch_scheduler=scheduler,
+            signature_method_name_check=self.options.enable_signature_method_name_check,
+            serialization_as_tensor_content=self.options.enable_serialization_as_tensor_content)
+
+    def _add_socket_port(self, server: grpc.Server) -> str | None:
+        """Also listens on `unix:<grpc_socket_path>` (same credentials as the TCP port);
+        returns why that failed, or None."""
+        path = self.options.grpc_socket_path
+        if not path:
+            return None
+        address = f"unix:{path}"
+        try:
+            if self._credentials is None:
+                bound = server.add_insecure_port(address)
+            else:
+                bound = server.add_secure_port(address, self._credentials)
+        except RuntimeError as error:
+            return f"Failed to bind the gRPC UNIX socket {path}: {error}"
+        if not bound:
+            return f"Failed to bind the gRPC UNIX socket {path}"
+        logger.info("Running gRPC ModelServer at UNIX socket %s ...", path)
+        return None
 
     def stop(self, grace: float | None = 10.0) -> None:
         """Stops accepting requests, lets in-flight requests finish (up to `grace` seconds),
