@@ -44,8 +44,8 @@ class BatchTask:
         """Splits this task into parts of `sizes` rows (which sum to `size`), in order."""
         parts, start = [], 0
         for index, rows in enumerate(sizes):
-            part = BatchTask({name: value[start:start + rows] for name, value in self.inputs.items()},
-                             rows, self.deadline, self.enqueue_time)
+            inputs = {name: value[start:start + rows] for name, value in self.inputs.items()}
+            part = BatchTask(inputs, rows, self.deadline, self.enqueue_time)
             part._parent, part._index = self, index
             parts.append(part)
             start += rows

@@ -32,6 +32,7 @@ import numpy as np
 
 from serving.batch_scheduler import BatchScheduler
 from serving.batch_task import BatchTask
+from serving.request_deadline import RequestDeadline
 from serving.serving_error import ServingError
 
 logger = logging.getLogger(__name__)
@@ -171,7 +172,7 @@ class BatchingSession:
         """
         key = _TensorSignature(frozenset(feed_names), frozenset(fetch_names))
         queue = self._queues.get(key)
-        if queue is None or len(key.inputs) != len(feed_names):
+        if queue is None:
             self._warn_bypass(feed_names, fetch_names)
             return self._direct(feed_names, feed_values, fetch_names, deadline)
         size = input_batch_size(feed_values)
@@ -185,8 +186,8 @@ class BatchingSession:
         return [outputs[name] for name in fetch_names]
 
     def _direct(self, feed_names, feed_values, fetch_names, deadline) -> list[np.ndarray]:
-        timeout = 0 if deadline is None else max(1, math.ceil((deadline - time.monotonic()) * 1e3))
-        return self._run_session(feed_names, feed_values, fetch_names, timeout)
+        return self._run_session(feed_names, feed_values, fetch_names,
+                                 RequestDeadline.timeout_in_ms(deadline))
 
     def _warn_bypass(self, feed_names, fetch_names) -> None:
         now = time.monotonic()
@@ -229,10 +230,12 @@ class BatchingSession:
         if all(d is not None and d <= now for d in deadlines):
             raise ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                "Run() timeout exceeded while waiting in batching queue")
-        timeout = 0 if None in deadlines else max(1, math.ceil((max(deadlines) - now) * 1e3))
+        timeout = RequestDeadline.timeout_in_ms(None if None in deadlines else max(deadlines), now)
         sizes = [task.size for task in tasks]
         batch_size = sum(sizes)
-        padded_size = _round_to_allowed(self._parameters.allowed_batch_sizes, batch_size)
+        # No row to pad with in a batch of empty requests: it runs as it is.
+        padded_size = (_round_to_allowed(self._parameters.allowed_batch_sizes, batch_size)
+                       if batch_size else 0)
         feed_names = sorted(key.inputs)
         fetch_names = sorted(key.outputs)
         merged = [self._merge(name, [task.inputs[name] for task in tasks], padded_size - batch_size)

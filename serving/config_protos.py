@@ -22,7 +22,8 @@ _FIELD = descriptor_pb2.FieldDescriptorProto
 
 # (name, number, type, type_name, label) of BatchingParameters, TF Serving @ 2.x.
 _BATCHING_PARAMETERS_FIELDS = (
-    ("max_batch_size", 1, _FIELD.TYPE_MESSAGE, ".google.protobuf.Int64Value", _FIELD.LABEL_OPTIONAL),
+    ("max_batch_size", 1, _FIELD.TYPE_MESSAGE, ".google.protobuf.Int64Value",
+     _FIELD.LABEL_OPTIONAL),
     ("batch_timeout_micros", 2, _FIELD.TYPE_MESSAGE, ".google.protobuf.Int64Value",
      _FIELD.LABEL_OPTIONAL),
     ("max_enqueued_batches", 3, _FIELD.TYPE_MESSAGE, ".google.protobuf.Int64Value",

@@ -25,6 +25,7 @@ from serving.server_options import ServerOptions
 from tests.serving.gate_model import build_gate_model
 from tests.serving.gate_model import release_request
 from tests.serving.models import TESTDATA
+from tests.serving.models import build_half_plus_two
 from tests.serving.models import build_spin_model
 from tests.serving.models import build_text_classifier
 from tests.serving.models import expected_probabilities
@@ -41,7 +42,8 @@ def bases(tmp_path_factory):
     build_gate_model(root / "gate" / "1")
     build_text_classifier(root / "text" / "1")
     build_spin_model(root / "spin" / "1")
-    return {name: root / name for name in ("gate", "text", "spin")}
+    build_half_plus_two(root / "half" / "1")
+    return {name: root / name for name in ("gate", "text", "spin", "half")}
 
 
 @contextlib.contextmanager
@@ -236,6 +238,15 @@ def test_batches_are_padded_up_to_an_allowed_batch_size(bases, tmp_path):
     assert three["y"].tolist() == [2.0, 4.0, 6.0]  # the padding row is not returned
     assert three["batch_size"].tolist() == [4, 4, 4]  # the run saw 4 rows
     assert one["y"].tolist() == [10.0] and one["batch_size"].tolist() == [2]
+
+
+def test_requests_without_rows_run_unpadded(bases, tmp_path):
+    parameters = "max_batch_size { value: 4 } allowed_batch_sizes: [2, 4]"
+    with batching_server({"half": bases["half"]}, tmp_path, parameters) as (_, stub):
+        empty = stub.Predict(predict_request("half", {"x": np.zeros((0, 1), np.float32)}),
+                             timeout=WAIT_SECONDS)
+
+    assert tf.make_ndarray(empty.outputs["y"]).shape == (0, 1)
 
 
 def test_string_inputs_of_different_lengths_batch(bases, tmp_path):
