@@ -19,7 +19,25 @@ logger = logging.getLogger(__name__)
 SERVING_DEFAULT = "serving_default"
 TOKENS = "tokens"
 CLASSIFY = "classify"
+REGRESS = "regress"
+#: The signatures of a single-label (or multi-label) classifier export.
 SIGNATURE_NAMES = (SERVING_DEFAULT, TOKENS, CLASSIFY)
+
+#: Problem types (the names of `tfinetune fit --problem-type`, whose package export never
+#: imports).
+SINGLE_LABEL = "single-label"
+MULTI_LABEL = "multi-label"
+REGRESSION = "regression"
+PROBLEM_TYPES = (SINGLE_LABEL, MULTI_LABEL, REGRESSION)
+DEFAULT_THRESHOLD = 0.5
+
+
+def signature_names(problem_type: str = SINGLE_LABEL) -> tuple[str, ...]:
+    """The signatures an export of `problem_type` has: `regress` replaces `classify` for
+    regression."""
+    if problem_type == REGRESSION:
+        return (SERVING_DEFAULT, TOKENS, REGRESS)
+    return SIGNATURE_NAMES
 
 TEXT = "text"
 TEXT_PAIR = "text_pair"
@@ -29,7 +47,7 @@ TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 class ClassifierServingModule(tf.Module):
     """A fine-tuned sequence classifier with its tokenizer in the graph.
 
-    Signatures (see `signatures()`):
+    Signatures of a single-label classifier (see `signatures()`):
 
     - `serving_default(text[, text_pair])` → `probabilities` float32 [-1, C], `label_id` int64
       [-1], `label` string [-1], `classes` string [-1, C] (label names, one row per input).
@@ -39,6 +57,18 @@ class ClassifierServingModule(tf.Module):
       feature → `classes` string [-1, C], `scores` float32 [-1, C]; TF Serving's Classify API
       (its method name is set after saving, see `saved_model_signatures`).
 
+    Multi-label classifiers (`problem_type="multi-label"`, sigmoid per label):
+
+    - `serving_default` → `scores` float32 [-1, C] (sigmoid), `classes` string [-1, C],
+      `predicted` int64 [-1, C] (1 where score >= `threshold`, decided in the graph).
+    - `tokens` → `logits`, `scores`; `classify` → `classes`, `scores` (the sigmoid scores).
+
+    Regression models (`problem_type="regression"`, one output):
+
+    - `serving_default` → `value` float32 [-1]; `tokens` → `logits` [-1, 1], `value` [-1].
+    - `regress(inputs)` instead of `classify`: serialized `tf.Example`s → `outputs` float32
+      [-1]; TF Serving's Regress API (method name set after saving).
+
     The module also saves `tokenize(text[, text_pair])` (not a signature) so that a reloaded
     model's tokenization can be compared with the Hugging Face tokenizer.
 
@@ -47,6 +77,8 @@ class ClassifierServingModule(tf.Module):
         tokenizer: The in-graph tokenizer.
         labels: Label names; index = class id.
         text_pair: Whether the model classifies text pairs.
+        problem_type: `single-label`, `multi-label` or `regression`.
+        threshold: Multi-label: score from which a label is predicted.
     """
 
     def __init__(
@@ -56,7 +88,12 @@ class ClassifierServingModule(tf.Module):
         labels: Sequence[str],
         *,
         text_pair: bool,
+        problem_type: str = SINGLE_LABEL,
+        threshold: float = DEFAULT_THRESHOLD,
     ):
+        if problem_type not in PROBLEM_TYPES:
+            raise ValueError(f"Unknown problem type. Expected one of {list(PROBLEM_TYPES)}. "
+                             f"Received: problem_type={problem_type!r}")
         super().__init__(name="classifier_serving_module")
         # Only the model's variables are tracked, not the Keras model itself: saving a tracked
         # Keras model also serializes every layer's call functions (2-3x slower save and load,
@@ -66,6 +103,9 @@ class ClassifierServingModule(tf.Module):
         self.tokenizer = tokenizer
         self.label_names = tuple(labels)
         self.text_pair = bool(text_pair)
+        self.problem_type = problem_type
+        self.threshold = float(threshold)
+        self.signature_names = signature_names(problem_type)
         self._model_takes_token_type_ids = "token_type_ids" in inspect.signature(
             model.call
         ).parameters
@@ -82,17 +122,16 @@ class ClassifierServingModule(tf.Module):
             self._tokens,
             input_signature=[tf.TensorSpec([None, None], tf.int32, name=n) for n in TOKEN_INPUTS],
         )
-        self.classify = tf.function(
-            self._classify, input_signature=[tf.TensorSpec([None], tf.string, name="inputs")]
-        )
+        examples_spec = [tf.TensorSpec([None], tf.string, name="inputs")]
+        if problem_type == REGRESSION:
+            self.regress = tf.function(self._regress, input_signature=examples_spec)
+        else:
+            self.classify = tf.function(self._classify, input_signature=examples_spec)
 
     def signatures(self) -> dict[str, Any]:
         """The concrete functions to pass to `tf.saved_model.save(..., signatures=...)`."""
-        return {
-            SERVING_DEFAULT: self.serving_default.get_concrete_function(),
-            TOKENS: self.tokens.get_concrete_function(),
-            CLASSIFY: self.classify.get_concrete_function(),
-        }
+        return {name: getattr(self, name).get_concrete_function()
+                for name in self.signature_names}
 
     # === Signature bodies ===
 
@@ -116,16 +155,27 @@ class ClassifierServingModule(tf.Module):
                 "token_type_ids": token_type_ids,
             }
         )
+        if self.problem_type == MULTI_LABEL:
+            return {"logits": logits, "scores": tf.math.sigmoid(logits)}
+        if self.problem_type == REGRESSION:
+            return {"logits": logits, "value": logits[:, 0]}
         return {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1)}
 
     def _classify(self, inputs):
+        outputs = self._predict(self._parse_examples(inputs))
+        if self.problem_type == MULTI_LABEL:
+            return {"classes": outputs["classes"], "scores": outputs["scores"]}
+        return {"classes": outputs["classes"], "scores": outputs["probabilities"]}
+
+    def _regress(self, inputs):
+        return {"outputs": self._predict(self._parse_examples(inputs))["value"]}
+
+    def _parse_examples(self, inputs):
         features = {TEXT: tf.io.FixedLenFeature([], tf.string)}
         if self.text_pair:
             features[TEXT_PAIR] = tf.io.FixedLenFeature([], tf.string)
         examples = tf.io.parse_example(inputs, features)
-        encoded = self.tokenizer(examples[TEXT], examples.get(TEXT_PAIR))
-        outputs = self._predict(encoded)
-        return {"classes": outputs["classes"], "scores": outputs["probabilities"]}
+        return self.tokenizer(examples[TEXT], examples.get(TEXT_PAIR))
 
     # === Shared graph pieces ===
 
@@ -138,14 +188,22 @@ class ClassifierServingModule(tf.Module):
     def _predict(self, encoded):
         # Calling the `tokens` tf.function (rather than the model) traces the model only once:
         # every signature shares that one function in the SavedModel.
-        probabilities = self.tokens(**encoded)["probabilities"]
-        label_id = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
+        outputs = self.tokens(**encoded)
+        if self.problem_type == REGRESSION:
+            return {"value": outputs["value"]}
         names = tf.constant(self.label_names, dtype=tf.string)
         batch_size = tf.shape(encoded["input_ids"])[0]
+        classes = tf.tile(tf.expand_dims(names, 0), tf.stack([batch_size, 1]))
+        if self.problem_type == MULTI_LABEL:
+            scores = outputs["scores"]
+            predicted = tf.cast(scores >= tf.constant(self.threshold, tf.float32), tf.int64)
+            return {"scores": scores, "classes": classes, "predicted": predicted}
+        probabilities = outputs["probabilities"]
+        label_id = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
         return {
             "probabilities": probabilities,
             "label_id": label_id,
             "label": tf.gather(names, label_id),
-            "classes": tf.tile(tf.expand_dims(names, 0), tf.stack([batch_size, 1])),
+            "classes": classes,
         }
 

@@ -20,7 +20,7 @@ import tensorflow as tf  # noqa: E402
 
 from export import saved_model_signatures  # noqa: E402
 from export.classifier_serving_module import CLASSIFY  # noqa: E402
-from export.classifier_serving_module import SIGNATURE_NAMES  # noqa: E402
+from export.classifier_serving_module import REGRESS  # noqa: E402
 from export.classifier_serving_module import ClassifierServingModule  # noqa: E402
 from export.errors import ExportError  # noqa: E402
 from export.errors import RunDirError  # noqa: E402
@@ -63,10 +63,14 @@ def export_model(
     Signatures: `serving_default` (`text` [, `text_pair`] strings → `probabilities`, `label_id`,
     `label`, `classes`), `tokens` (`input_ids`, `attention_mask`, `token_type_ids` →
     `logits`, `probabilities`) and `classify` (serialized `tf.Example`s → `classes`, `scores`;
-    method name `tensorflow/serving/classify`). `assets.extra/` holds `labels.json`,
-    `export_config.json`, a copy of `fit_config.yaml`, the tokenizer files and
-    `tf_serving_warmup_requests` (Predict and Classify requests that TF Serving replays before
-    serving the version).
+    method name `tensorflow/serving/classify`). The run's `problem_type` changes the outputs:
+    multi-label runs give `scores` (sigmoid), `classes` and `predicted` (score >= the run's
+    threshold) instead; regression runs give `value` and a `regress` signature (`inputs` →
+    `outputs`, method `tensorflow/serving/regress`) instead of `classify` (see
+    `ClassifierServingModule`). `assets.extra/` holds `labels.json`, `export_config.json`
+    (with `problem_type` and `threshold`), a copy of `fit_config.yaml`, the tokenizer files and
+    `tf_serving_warmup_requests` (Predict and Classify or Regress requests that TF Serving
+    replays before serving the version).
 
     Example:
 
@@ -116,13 +120,15 @@ def export_model(
     pairs = parity_pairs(texts) if run.text_pair else None
 
     in_graph_tokenizer = InGraphTokenizer.from_hf_tokenizer(tokenizer, max_length=max_length)
-    module = ClassifierServingModule(model, in_graph_tokenizer, run.labels, text_pair=run.text_pair)
+    module = ClassifierServingModule(model, in_graph_tokenizer, run.labels, text_pair=run.text_pair,
+                                     problem_type=run.problem_type, threshold=run.threshold)
 
     base_existed = base.exists()
     temp_dir = _make_temp_dir(base, version)
     try:
         save_module(module, temp_dir)
-        _write_assets_extra(temp_dir / ASSETS_EXTRA, run, tokenizer, max_length, version)
+        _write_assets_extra(temp_dir / ASSETS_EXTRA, run, tokenizer, max_length, version,
+                            module.signature_names)
         difference = check_parity(
             temp_dir,
             model,
@@ -131,6 +137,8 @@ def export_model(
             text_pairs=pairs,
             max_length=max_length,
             labels=run.labels,
+            problem_type=run.problem_type,
+            threshold=run.threshold,
         )
         final_dir = base / str(version)
         _rename_without_replacing(temp_dir, final_dir, version)
@@ -145,24 +153,30 @@ def export_model(
         run.path,
         version,
         final_dir,
-        ", ".join(SIGNATURE_NAMES),
+        ", ".join(module.signature_names),
         max_length,
         difference,
     )
     return ExportResult(
         path=final_dir,
         version=version,
-        signatures=SIGNATURE_NAMES,
+        signatures=module.signature_names,
         max_abs_difference=difference,
     )
 
 
 def save_module(module: ClassifierServingModule, export_dir: Path) -> None:
-    """Saves the module with its three signatures and marks `classify` as a classification."""
+    """Saves the module with its three signatures and marks `classify` as a classification
+    (or `regress` as a regression)."""
     tf.saved_model.save(module, str(export_dir), signatures=module.signatures())
-    saved_model_signatures.set_method_name(
-        export_dir, CLASSIFY, saved_model_signatures.CLASSIFY_METHOD_NAME
-    )
+    if REGRESS in module.signature_names:
+        saved_model_signatures.set_method_name(
+            export_dir, REGRESS, saved_model_signatures.REGRESS_METHOD_NAME
+        )
+    else:
+        saved_model_signatures.set_method_name(
+            export_dir, CLASSIFY, saved_model_signatures.CLASSIFY_METHOD_NAME
+        )
 
 
 def existing_versions(base: Path) -> dict[int, Path]:
@@ -272,7 +286,12 @@ def _rename_without_replacing(temp_dir: Path, final_dir: Path, version: int) -> 
 
 
 def _write_assets_extra(
-    directory: Path, run: RunDirectory, tokenizer: Any, max_length: int, version: int
+    directory: Path,
+    run: RunDirectory,
+    tokenizer: Any,
+    max_length: int,
+    version: int,
+    signatures: Sequence[str],
 ) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     labels = list(run.labels)
@@ -283,6 +302,9 @@ def _write_assets_extra(
     tokenizer.save_pretrained(str(directory / TOKENIZER_DIR))
     config = {
         "task": run.fit_config.get("task", SUPPORTED_TASK),
+        "problem_type": run.problem_type,
+        # Multi-label only: the score from which `predicted` is 1; None for the other types.
+        "threshold": run.threshold if run.problem_type == "multi-label" else None,
         "labels": labels,
         "max_length": max_length,
         "text_pair": run.text_pair,
@@ -291,7 +313,7 @@ def _write_assets_extra(
         "version": version,
         "run_dir": str(run.path.resolve()),
         "base_model": run.fit_config.get("model"),
-        "signatures": list(SIGNATURE_NAMES),
+        "signatures": list(signatures),
         "tokenizer": type(tokenizer).__name__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "tfinetune_version": _distribution_version("tfinetune"),
@@ -302,7 +324,8 @@ def _write_assets_extra(
     (directory / EXPORT_CONFIG_FILE).write_text(
         json.dumps(config, indent=2) + "\n", encoding="utf-8"
     )
-    write_warmup_requests(directory, max_length=max_length, text_pair=run.text_pair)
+    write_warmup_requests(directory, max_length=max_length, text_pair=run.text_pair,
+                          problem_type=run.problem_type)
 
 
 def _distribution_version(name: str) -> str | None:

@@ -13,6 +13,11 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from export.classifier_serving_module import CLASSIFY  # noqa: E402
+from export.classifier_serving_module import DEFAULT_THRESHOLD  # noqa: E402
+from export.classifier_serving_module import MULTI_LABEL  # noqa: E402
+from export.classifier_serving_module import REGRESS  # noqa: E402
+from export.classifier_serving_module import REGRESSION  # noqa: E402
+from export.classifier_serving_module import SINGLE_LABEL  # noqa: E402
 from export.classifier_serving_module import SERVING_DEFAULT  # noqa: E402
 from export.classifier_serving_module import TEXT  # noqa: E402
 from export.classifier_serving_module import TEXT_PAIR  # noqa: E402
@@ -60,14 +65,23 @@ def check_parity(
     text_pairs: Sequence[str] | None,
     max_length: int,
     labels: Sequence[str],
+    problem_type: str = SINGLE_LABEL,
+    threshold: float = DEFAULT_THRESHOLD,
     tolerance: float = TOLERANCE,
 ) -> float:
     """Reloads the SavedModel and compares it with the in-memory model on `texts`.
 
     Compared: the reloaded `tokenize` function's ids with the Hugging Face tokenizer's (exactly);
-    `serving_default` probabilities and `classify` scores with the softmax of the in-memory
-    model's logits on the Hugging Face encoding; the `tokens` signature's logits and
-    probabilities on that same encoding; the `classes`/`label` outputs with `labels`.
+    the `tokens` signature's logits with the in-memory model's on the Hugging Face encoding;
+    and, per problem type, every signature's outputs with what the in-memory logits give:
+
+    - single-label: `serving_default` probabilities, `tokens` probabilities and `classify`
+      scores against their softmax; `classes`/`label`/`label_id` against `labels`.
+    - multi-label: `serving_default`, `tokens` and `classify` scores against their sigmoid;
+      `classes` against `labels`; `predicted` against score >= `threshold` (a score within
+      `tolerance` of the threshold may go either way).
+    - regression: `serving_default` and `tokens` value and `regress` outputs against the single
+      logit.
 
     Args:
         export_dir: The written SavedModel.
@@ -77,6 +91,8 @@ def check_parity(
         text_pairs: Second segments (pair models), same length as `texts`, or None.
         max_length: The export's maximum sequence length.
         labels: Label names, index = class id.
+        problem_type: `single-label`, `multi-label` or `regression`.
+        threshold: Multi-label: the score from which `predicted` is 1.
         tolerance: Largest allowed absolute difference.
 
     Returns:
@@ -99,7 +115,6 @@ def check_parity(
 
     model_inputs = {k: tf.constant(v, tf.int32) for k, v in encoded.items()}
     logits = model(**model_inputs, training=False).logits.numpy().astype(np.float32)
-    probabilities = tf.nn.softmax(logits, axis=-1).numpy()
 
     token_inputs = {
         name: model_inputs.get(name, tf.zeros_like(model_inputs["input_ids"]))
@@ -107,14 +122,33 @@ def check_parity(
     }
     serving = loaded.signatures[SERVING_DEFAULT](**text_inputs)
     tokens = loaded.signatures[TOKENS](**token_inputs)
-    classify = loaded.signatures[CLASSIFY](inputs=tf.constant(_examples(texts, pairs)))
-
-    differences = [
-        _difference(SERVING_DEFAULT, "probabilities", serving["probabilities"], probabilities),
-        _difference(TOKENS, "logits", tokens["logits"], logits),
-        _difference(TOKENS, "probabilities", tokens["probabilities"], probabilities),
-        _difference(CLASSIFY, "scores", classify["scores"], probabilities),
-    ]
+    examples = tf.constant(_examples(texts, pairs))
+    differences = [_difference(TOKENS, "logits", tokens["logits"], logits)]
+    if problem_type == REGRESSION:
+        value = logits[:, 0]
+        regress = loaded.signatures[REGRESS](inputs=examples)
+        differences += [
+            _difference(SERVING_DEFAULT, "value", serving["value"], value),
+            _difference(TOKENS, "value", tokens["value"], value),
+            _difference(REGRESS, "outputs", regress["outputs"], value),
+        ]
+    elif problem_type == MULTI_LABEL:
+        scores = tf.math.sigmoid(logits).numpy()
+        classify = loaded.signatures[CLASSIFY](inputs=examples)
+        differences += [
+            _difference(SERVING_DEFAULT, "scores", serving["scores"], scores),
+            _difference(TOKENS, "scores", tokens["scores"], scores),
+            _difference(CLASSIFY, "scores", classify["scores"], scores),
+        ]
+    else:
+        probabilities = tf.nn.softmax(logits, axis=-1).numpy()
+        classify = loaded.signatures[CLASSIFY](inputs=examples)
+        differences += [
+            _difference(SERVING_DEFAULT, "probabilities", serving["probabilities"],
+                        probabilities),
+            _difference(TOKENS, "probabilities", tokens["probabilities"], probabilities),
+            _difference(CLASSIFY, "scores", classify["scores"], probabilities),
+        ]
     worst = max(differences, key=lambda d: d[0])
     difference, signature, output, row = worst
     if not difference <= tolerance:
@@ -123,7 +157,11 @@ def check_parity(
             f"output within {tolerance:g} of the in-memory model. Received: max |difference| "
             f"{difference:.3g} in {signature!r} output {output!r} for text={texts[row]!r}"
         )
-    _check_labels(serving, classify, labels, probabilities, texts)
+    if problem_type == MULTI_LABEL:
+        _check_classes(serving, classify, labels)
+        _check_predicted(serving, scores, threshold, tolerance, labels, texts)
+    elif problem_type != REGRESSION:
+        _check_labels(serving, classify, labels, probabilities, texts)
     logger.info(
         "Parity check passed on %d texts: max |difference| %.3g (tolerance %g)",
         len(texts),
@@ -165,8 +203,9 @@ def _row(values: np.ndarray, row: int, tokenizer: Any, name: str) -> str:
     return str(ids)
 
 
-def _check_labels(serving, classify, labels, probabilities, texts) -> None:
-    expected = np.array([[label.encode("utf-8") for label in labels]] * len(texts), dtype=object)
+def _check_classes(serving, classify, labels) -> None:
+    rows = serving["classes"].shape[0]
+    expected = np.array([[label.encode("utf-8") for label in labels]] * rows, dtype=object)
     for signature, output in ((SERVING_DEFAULT, serving), (CLASSIFY, classify)):
         received = output["classes"].numpy()
         if received.shape != expected.shape or not (received == expected).all():
@@ -174,6 +213,26 @@ def _check_labels(serving, classify, labels, probabilities, texts) -> None:
                 f"The exported {signature!r} output 'classes' has the wrong label names. "
                 f"Expected {list(labels)} in every row. Received: {received.tolist()[:1]}"
             )
+
+
+def _check_predicted(serving, scores, threshold, tolerance, labels, texts) -> None:
+    received = serving["predicted"].numpy()
+    expected = (scores >= threshold).astype(np.int64)
+    # A score within the tolerance of the threshold may legitimately fall on either side.
+    wrong = (received != expected) & (np.abs(scores - threshold) > tolerance)
+    if received.shape != expected.shape or wrong.any():
+        row = int(np.argwhere(wrong)[0][0]) if received.shape == expected.shape else 0
+        raise ParityError(
+            f"The exported 'serving_default' output 'predicted' does not mark the labels whose "
+            f"score is >= the threshold {threshold:g}. Expected {expected[row].tolist()} "
+            f"(scores {scores[row].tolist()}, labels {list(labels)}). Received: "
+            f"{received.tolist()[row] if received.ndim == 2 else received.tolist()} for "
+            f"text={texts[row]!r}"
+        )
+
+
+def _check_labels(serving, classify, labels, probabilities, texts) -> None:
+    _check_classes(serving, classify, labels)
     label_id = serving["label_id"].numpy()
     names = serving["label"].numpy()
     for row, (index, name) in enumerate(zip(label_id, names)):
@@ -198,7 +257,8 @@ def _difference(signature: str, output: str, received, expected: np.ndarray):
             f"The exported {signature!r} output {output!r} has the wrong shape. Expected "
             f"{expected.shape}. Received: {received.shape}"
         )
-    per_row = np.abs(received - expected).max(axis=-1)
+    difference = np.abs(received - expected)
+    per_row = difference.reshape(len(difference), -1).max(axis=-1)
     row = int(per_row.argmax())
     return float(per_row[row]), signature, output, row
 

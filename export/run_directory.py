@@ -18,6 +18,11 @@ LABELS_FILE = "labels.json"
 FIT_CONFIG_FILE = "fit_config.yaml"
 MODEL_CONFIG_FILE = "config.json"
 SUPPORTED_TASK = "text-classification"
+PROBLEM_TYPES = ("single-label", "multi-label", "regression")
+#: The model config's `problem_type` for each problem type (transformers' names).
+HF_PROBLEM_TYPES = {"single-label": "single_label_classification",
+                    "multi-label": "multi_label_classification",
+                    "regression": "regression"}
 
 _WRITTEN_BY = "written by `tfinetune fit`"
 
@@ -31,7 +36,7 @@ class RunDirectory:
 
     Attributes:
         path: The run directory.
-        labels: The label names; index = class id.
+        labels: The label names; index = class id (regression: one name, the target column).
         fit_config: The parsed `fit_config.yaml`.
     """
 
@@ -59,8 +64,10 @@ class RunDirectory:
                 f"{MODEL_CONFIG_FILE}, the model weights, {LABELS_FILE} and {FIT_CONFIG_FILE}). "
                 f"Received: run_dir='{path}'"
             )
+        labels_content = _read_labels_file(path)
         fit_config = _read_fit_config(path)
-        labels = _read_labels(path)
+        labels = _checked_labels(labels_content, path / LABELS_FILE,
+                                 fit_config.get("problem_type", "single-label"))
         if not (path / MODEL_CONFIG_FILE).is_file():
             raise RunDirError(
                 f"Missing {MODEL_CONFIG_FILE} in the run directory. Expected the fine-tuned model "
@@ -73,6 +80,16 @@ class RunDirectory:
     def text_pair(self) -> bool:
         """Whether the model classifies text pairs (`fit_config.yaml` has a `text_pair_column`)."""
         return bool(self.fit_config.get("text_pair_column"))
+
+    @property
+    def problem_type(self) -> str:
+        """`single-label`, `multi-label` or `regression` (`fit_config.yaml`'s `problem_type`)."""
+        return self.fit_config.get("problem_type", "single-label")
+
+    @property
+    def threshold(self) -> float:
+        """Multi-label: the score from which a label is predicted (`threshold`, default 0.5)."""
+        return float(self.fit_config.get("threshold", 0.5))
 
     @property
     def max_length(self) -> int | None:
@@ -104,6 +121,15 @@ class RunDirectory:
                 f"{len(self.labels)} classes ({list(self.labels)}). Received: "
                 f"num_labels={num_labels} in {self.path / MODEL_CONFIG_FILE}"
             )
+        model_problem_type = getattr(model.config, "problem_type", None)
+        expected_problem_type = HF_PROBLEM_TYPES[self.problem_type]
+        if model_problem_type is not None and model_problem_type != expected_problem_type:
+            raise RunDirError(
+                f"The model and {FIT_CONFIG_FILE} disagree on the problem type. Expected "
+                f"problem_type={expected_problem_type!r} in {self.path / MODEL_CONFIG_FILE} "
+                f"(problem_type: {self.problem_type} in {FIT_CONFIG_FILE}). Received: "
+                f"problem_type={model_problem_type!r}"
+            )
         id2label = {int(k): v for k, v in (model.config.id2label or {}).items()}
         if id2label and not _is_default_id2label(id2label):
             model_labels = [id2label.get(i) for i in range(num_labels)]
@@ -134,7 +160,7 @@ class RunDirectory:
             ) from error
 
 
-def _read_labels(path: Path) -> tuple[str, ...]:
+def _read_labels_file(path: Path) -> Any:
     labels_path = path / LABELS_FILE
     if not labels_path.is_file():
         raise RunDirError(
@@ -149,7 +175,19 @@ def _read_labels(path: Path) -> tuple[str, ...]:
             f'Invalid {LABELS_FILE}. Expected JSON {{"labels": [...]}}. Received: {labels_path} '
             f"({error})"
         ) from error
+    return content
+
+
+def _checked_labels(content: Any, labels_path: Path, problem_type: str) -> tuple[str, ...]:
     labels = content.get("labels") if isinstance(content, dict) else None
+    if problem_type == "regression":
+        if not (isinstance(labels, list) and len(labels) == 1 and isinstance(labels[0], str)
+                and labels[0]):
+            raise RunDirError(
+                f'Invalid {LABELS_FILE} for a regression run. Expected {{"labels": [name]}} '
+                f"with the target column's name. Received: {content!r} in {labels_path}"
+            )
+        return tuple(labels)
     if (
         not isinstance(labels, list)
         or len(labels) < 2
@@ -189,11 +227,17 @@ def _read_fit_config(path: Path) -> dict[str, Any]:
             f"Received: task={task!r} in {config_path}"
         )
     problem_type = config.get("problem_type", "single-label")
-    if problem_type != "single-label":
+    if problem_type not in PROBLEM_TYPES:
         raise RunDirError(
-            f"Exporting {problem_type} classifiers is not supported yet. Expected "
-            f"problem_type: single-label. Received: problem_type={problem_type!r} in "
-            f"{config_path} (use `tfinetune evaluate` to score such runs in-process)"
+            f"Unknown problem_type in {FIT_CONFIG_FILE}. Expected one of "
+            f"{list(PROBLEM_TYPES)}. Received: problem_type={problem_type!r} in {config_path}"
+        )
+    threshold = config.get("threshold", 0.5)
+    if (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
+            or not 0.0 < threshold < 1.0):
+        raise RunDirError(
+            f"Invalid threshold in {FIT_CONFIG_FILE}. Expected a number in (0, 1). Received: "
+            f"threshold={threshold!r} in {config_path}"
         )
     max_length = config.get("max_length")
     if max_length is not None and (

@@ -3,7 +3,8 @@
 TF2's `tf.saved_model.save` stamps every signature with the method name
 `tensorflow/serving/predict`. TF Serving's Classify API (and its
 `--enable_signature_method_name_check`) wants `tensorflow/serving/classify` on a classification
-signature, so the method name is rewritten in `saved_model.pb` after saving.
+signature, and its Regress API `tensorflow/serving/regress` on a regression signature, so the
+method name is rewritten in `saved_model.pb` after saving.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ logger = logging.getLogger(__name__)
 SAVED_MODEL_FILE = "saved_model.pb"
 PREDICT_METHOD_NAME = "tensorflow/serving/predict"
 CLASSIFY_METHOD_NAME = "tensorflow/serving/classify"
+REGRESS_METHOD_NAME = "tensorflow/serving/regress"
 
 
 def read_saved_model(export_dir: str | Path) -> saved_model_pb2.SavedModel:

@@ -19,8 +19,12 @@ import tensorflow as tf  # noqa: E402
 from tensorflow_serving.apis import classification_pb2  # noqa: E402
 from tensorflow_serving.apis import predict_pb2  # noqa: E402
 from tensorflow_serving.apis import prediction_log_pb2  # noqa: E402
+from tensorflow_serving.apis import regression_pb2  # noqa: E402
 
 from export.classifier_serving_module import CLASSIFY  # noqa: E402
+from export.classifier_serving_module import REGRESS  # noqa: E402
+from export.classifier_serving_module import REGRESSION  # noqa: E402
+from export.classifier_serving_module import SINGLE_LABEL  # noqa: E402
 from export.classifier_serving_module import SERVING_DEFAULT  # noqa: E402
 from export.classifier_serving_module import TEXT  # noqa: E402
 from export.classifier_serving_module import TEXT_PAIR  # noqa: E402
@@ -45,10 +49,11 @@ def warmup_texts(max_length: int) -> list[str]:
 
 
 def warmup_logs(
-    texts: Sequence[str], *, text_pair: bool
+    texts: Sequence[str], *, text_pair: bool, problem_type: str = SINGLE_LABEL
 ) -> list[prediction_log_pb2.PredictionLog]:
     """The warm-up requests: Predict on `serving_default` with batches of one, two and all
-    `texts`, then one Classify on `classify` over all `texts` as tf.Examples.
+    `texts`, then one Classify on `classify` (regression: one Regress on `regress`) over all
+    `texts` as tf.Examples.
 
     For pair models the second segments are the texts rotated by one.
     """
@@ -64,20 +69,29 @@ def warmup_logs(
         logs.append(prediction_log_pb2.PredictionLog(
             predict_log=prediction_log_pb2.PredictLog(request=request)))
 
-    classify = classification_pb2.ClassificationRequest()
-    classify.model_spec.signature_name = CLASSIFY
+    if problem_type == REGRESSION:
+        request = regression_pb2.RegressionRequest()
+        request.model_spec.signature_name = REGRESS
+    else:
+        request = classification_pb2.ClassificationRequest()
+        request.model_spec.signature_name = CLASSIFY
     for i, text in enumerate(texts):
-        features = classify.input.example_list.examples.add().features.feature
+        features = request.input.example_list.examples.add().features.feature
         features[TEXT].bytes_list.value.append(text.encode("utf-8"))
         if pairs is not None:
             features[TEXT_PAIR].bytes_list.value.append(pairs[i].encode("utf-8"))
-    logs.append(prediction_log_pb2.PredictionLog(
-        classify_log=prediction_log_pb2.ClassifyLog(request=classify)))
+    if problem_type == REGRESSION:
+        logs.append(prediction_log_pb2.PredictionLog(
+            regress_log=prediction_log_pb2.RegressLog(request=request)))
+    else:
+        logs.append(prediction_log_pb2.PredictionLog(
+            classify_log=prediction_log_pb2.ClassifyLog(request=request)))
     return logs
 
 
 def write_warmup_requests(
-    assets_extra: str | Path, *, max_length: int, text_pair: bool
+    assets_extra: str | Path, *, max_length: int, text_pair: bool,
+    problem_type: str = SINGLE_LABEL,
 ) -> Path:
     """Writes `assets_extra/tf_serving_warmup_requests` for an exported classifier.
 
@@ -85,6 +99,7 @@ def write_warmup_requests(
         assets_extra: The version's `assets.extra` directory (created if missing).
         max_length: The export's maximum tokens per input (one sample text is longer).
         text_pair: Whether the model classifies text pairs (`text` + `text_pair`).
+        problem_type: `single-label`, `multi-label` or `regression` (Regress, not Classify).
 
     Returns:
         The written file.
@@ -92,7 +107,7 @@ def write_warmup_requests(
     directory = Path(assets_extra)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / WARMUP_REQUESTS_FILE
-    logs = warmup_logs(warmup_texts(max_length), text_pair=text_pair)
+    logs = warmup_logs(warmup_texts(max_length), text_pair=text_pair, problem_type=problem_type)
     with tf.io.TFRecordWriter(str(path)) as writer:
         for log in logs:
             writer.write(log.SerializeToString())

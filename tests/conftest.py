@@ -42,6 +42,36 @@ def synthetic_sentiment_rows(n: int, seed: int = 0) -> list[dict]:
     return rows
 
 
+def multi_label_rows(n: int, seed: int) -> list[dict]:
+    """Rows `{"text", "label"}`: each text has 0, 1 or 2 of the labels `neg`/`pos`, signalled
+    by their words; `label` joins them with "|"."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        tags = [tag for tag, present in (("pos", i % 2 == 0), ("neg", i % 3 == 0)) if present]
+        words = rng.sample(NEUTRAL_WORDS, 3)
+        if "pos" in tags:
+            words.append(rng.choice(POSITIVE_WORDS))
+        if "neg" in tags:
+            words.append(rng.choice(NEGATIVE_WORDS))
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words), "label": "|".join(tags)})
+    return rows
+
+
+def regression_rows(n: int, seed: int) -> list[dict]:
+    """Rows `{"text", "score"}`: the number of positive words minus negative words."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        positives, negatives = rng.randint(0, 2), rng.randint(0, 2)
+        words = (rng.sample(NEUTRAL_WORDS, 2) + rng.sample(POSITIVE_WORDS, positives)
+                 + rng.sample(NEGATIVE_WORDS, negatives))
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words), "score": float(positives - negatives)})
+    return rows
+
+
 def write_csv(path: Path, rows: list[dict]) -> Path:
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -115,3 +145,85 @@ def tiny_run_dir(tmp_path_factory, tiny_model_dir) -> Path:
 def tiny_pair_run_dir(tmp_path_factory, tiny_model_dir) -> Path:
     """A finished sentence-pair classification run directory (`text` + `text_pair`)."""
     return _fit_run_dir(tmp_path_factory.mktemp("runs") / "pair", tiny_model_dir, "text_pair")
+
+
+@pytest.fixture(scope="session")
+def tiny_multi_label_run_dir(tmp_path_factory, tiny_model_dir) -> Path:
+    """A multi-label run directory (labels `neg`, `pos`; delimiter "|"; threshold 0.5) written
+    by a short real `tfinetune.fit`. Barely trained: tests needing text-dependent outputs use
+    the sensitive copies of tests/export/conftest.py."""
+    directory = tmp_path_factory.mktemp("runs") / "multi-label"
+    train = write_csv(directory.parent / "multi-label-train.csv", multi_label_rows(32, seed=11))
+    tfinetune.fit(tfinetune.FitConfig(
+        model=str(tiny_model_dir), train=str(train), output_dir=str(directory),
+        problem_type="multi-label", label_delimiter="|", epochs=1, batch_size=16,
+        learning_rate=3e-3, max_length=32, seed=0))
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_regression_run_dir(tmp_path_factory, tiny_model_dir) -> Path:
+    """A regression run directory (target column `score`) written by a short real
+    `tfinetune.fit`."""
+    directory = tmp_path_factory.mktemp("runs") / "regression"
+    train = write_csv(directory.parent / "regression-train.csv", regression_rows(32, seed=11))
+    tfinetune.fit(tfinetune.FitConfig(
+        model=str(tiny_model_dir), train=str(train), output_dir=str(directory),
+        label_column="score", problem_type="regression", epochs=1, batch_size=16,
+        learning_rate=3e-3, max_length=32, seed=0))
+    return directory
+
+
+@pytest.fixture(scope="session")
+def sensitive_multi_label_run_dir(tmp_path_factory, tiny_multi_label_run_dir) -> Path:
+    """`tiny_multi_label_run_dir` with seeded weights (see tests/export/conftest.py): sigmoid
+    scores visibly text-dependent, the same in every session."""
+    from tests.export.conftest import _write_sensitive_copy
+
+    return _write_sensitive_copy(tiny_multi_label_run_dir,
+                                 tmp_path_factory.mktemp("run-multi-label-sensitive"), 2)
+
+
+@pytest.fixture(scope="session")
+def sensitive_regression_run_dir(tmp_path_factory, tiny_regression_run_dir) -> Path:
+    """`tiny_regression_run_dir` with seeded weights: values visibly text-dependent."""
+    from tests.export.conftest import _write_sensitive_copy
+
+    return _write_sensitive_copy(tiny_regression_run_dir,
+                                 tmp_path_factory.mktemp("run-regression-sensitive"), 3)
+
+
+@pytest.fixture(scope="session")
+def multi_label_export(tmp_path_factory, sensitive_multi_label_run_dir):
+    """The multi-label model exported into a fresh base path."""
+    import export
+
+    return export.export_model(sensitive_multi_label_run_dir,
+                               tmp_path_factory.mktemp("models-multi-label"))
+
+
+@pytest.fixture(scope="session")
+def regression_export(tmp_path_factory, sensitive_regression_run_dir):
+    """The regression model exported into a fresh base path."""
+    import export
+
+    return export.export_model(sensitive_regression_run_dir,
+                               tmp_path_factory.mktemp("models-regression"))
+
+
+@pytest.fixture(scope="session")
+def multi_label_reference(sensitive_multi_label_run_dir):
+    """The in-memory model and tokenizer of `sensitive_multi_label_run_dir`."""
+    from export.run_directory import RunDirectory
+
+    run = RunDirectory.open(sensitive_multi_label_run_dir)
+    return run.load_model(), run.load_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def regression_reference(sensitive_regression_run_dir):
+    """The in-memory model and tokenizer of `sensitive_regression_run_dir`."""
+    from export.run_directory import RunDirectory
+
+    run = RunDirectory.open(sensitive_regression_run_dir)
+    return run.load_model(), run.load_tokenizer()

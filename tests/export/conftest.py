@@ -145,3 +145,4 @@ def pair_reference(sensitive_pair_run_dir):
 @pytest.fixture(scope="session")
 def labels() -> list[str]:
     return list(LABELS)
+

@@ -1,16 +1,14 @@
 """Multi-label and regression fine-tuning: data forms, loss, metrics, run outputs, evaluate."""
 
 import json
-import random
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
 import tfinetune
-from tests.conftest import NEGATIVE_WORDS
-from tests.conftest import NEUTRAL_WORDS
-from tests.conftest import POSITIVE_WORDS
+from tests.conftest import multi_label_rows
+from tests.conftest import regression_rows
 from tests.conftest import write_csv
 from tfinetune.cli.main import cli
 from tfinetune.errors import DataError
@@ -19,35 +17,6 @@ from tfinetune.text_classification_examples import TextClassificationExamples
 
 # The tiny random BERT needs more steps for these than for single-label classification.
 FAST = {"epochs": 16, "batch_size": 16, "learning_rate": 6e-3, "max_length": 32}
-
-
-def multi_label_rows(n, seed):
-    """Each text has 0, 1 or 2 of the labels, signalled by their words."""
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        tags = [tag for tag, present in (("pos", i % 2 == 0), ("neg", i % 3 == 0)) if present]
-        words = rng.sample(NEUTRAL_WORDS, 3)
-        if "pos" in tags:
-            words.append(rng.choice(POSITIVE_WORDS))
-        if "neg" in tags:
-            words.append(rng.choice(NEGATIVE_WORDS))
-        rng.shuffle(words)
-        rows.append({"text": " ".join(words), "label": "|".join(tags)})
-    return rows
-
-
-def regression_rows(n, seed):
-    """The target is the number of positive words minus negative words."""
-    rng = random.Random(seed)
-    rows = []
-    for _ in range(n):
-        positives, negatives = rng.randint(0, 2), rng.randint(0, 2)
-        words = (rng.sample(NEUTRAL_WORDS, 2) + rng.sample(POSITIVE_WORDS, positives)
-                 + rng.sample(NEGATIVE_WORDS, negatives))
-        rng.shuffle(words)
-        rows.append({"text": " ".join(words), "score": float(positives - negatives)})
-    return rows
 
 
 def test_multi_label_reads_lists_and_delimited_strings(tmp_path):
@@ -136,12 +105,3 @@ def test_regression_fit_learns_and_reports_correlations(tmp_path, tiny_model_dir
         "0": "score"}
     assert "pearson" in (tmp_path / "run" / "README.md").read_text()
 
-
-def test_export_refuses_multi_label_runs_clearly_for_now(multi_label_run, tmp_path):
-    from export.errors import ExportError
-    from export.exporter import export_model
-
-    _, result = multi_label_run
-    with pytest.raises(ExportError, match="Exporting multi-label classifiers is not supported"):
-        export_model(result.output_dir, tmp_path / "models")
-    assert not (tmp_path / "models").exists()
