@@ -2,7 +2,13 @@
 
 Works against this package's `Server` and against `tensorflow_model_server` alike, for models
 exported with tfinetune's `serving_default` signature: inputs `text` (and `text_pair`), DT_STRING
-[-1]; outputs `probabilities`, `label_id`, `label` and `classes`.
+[-1]; outputs, by problem type:
+
+- single-label: `probabilities`, `label_id`, `label` and `classes`;
+- multi-label: `scores`, `classes` and `predicted` (1 where the score reaches the threshold);
+- regression: `value`.
+
+The client needs no flag for the type: it reads it from the outputs the model returns.
 """
 
 from __future__ import annotations
@@ -22,12 +28,20 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from serving import tensor_codec
+from serving.prediction import MULTI_LABEL
+from serving.prediction import REGRESSION
+from serving.prediction import SINGLE_LABEL
 from serving.prediction import Prediction
 from serving.serving_error import ServingError
 
 logger = logging.getLogger(__name__)
 
-_OUTPUTS = ("probabilities", "label_id", "label", "classes")
+#: The outputs `Client.predict` reads, per problem type.
+_OUTPUTS = {
+    SINGLE_LABEL: ("probabilities", "label_id", "label", "classes"),
+    MULTI_LABEL: ("scores", "classes", "predicted"),
+    REGRESSION: ("value",),
+}
 _MAX_MESSAGE_LENGTH = -1  # unlimited: the default 4 MB receive limit breaks big batches
 _BACKOFF_SECONDS = 0.1
 _MAX_BACKOFF_SECONDS = 5.0
@@ -45,8 +59,21 @@ def _text(value: bytes) -> str:
     return value.decode("utf-8", errors="replace")
 
 
+def _problem_type(aliases) -> str | None:
+    """The problem type whose outputs are among `aliases` (regression, then multi-label, then
+    single-label), or None."""
+    aliases = set(aliases)
+    for problem_type in (REGRESSION, MULTI_LABEL, SINGLE_LABEL):
+        if set(_OUTPUTS[problem_type]) <= aliases:
+            return problem_type
+    return None
+
+
 class Client:
     """A thread-safe client for text classification models behind TF Serving's gRPC API.
+
+    Single-label, multi-label and regression exports are all handled: `predict` returns
+    `Prediction`s whose fields follow the outputs the model returns (see `Prediction`).
 
     Example:
         with Client("localhost:8500", "sentiment") as client:
@@ -84,11 +111,15 @@ class Client:
             self._channel = grpc.insecure_channel(target, options=options)
         self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self._label_names: list[str] | None = None
+        self._problem_type: str | None = None
         self._lock = threading.Lock()
 
     def predict(self, texts: Sequence[str],
                 text_pairs: Sequence[str] | None = None) -> list[Prediction]:
         """Classifies texts (and, for pair models, their second texts) in one request.
+
+        No `output_filter` is sent: the signature's outputs tell the problem type (tfinetune
+        exports have exactly the outputs read here, so nothing extra is transferred).
 
         Raises:
             ValueError: `text_pairs` does not have one entry per text.
@@ -106,18 +137,41 @@ class Client:
         request.inputs["text"].CopyFrom(_string_tensor(texts))
         if text_pairs is not None:
             request.inputs["text_pair"].CopyFrom(_string_tensor(text_pairs))
-        request.output_filter.extend(_OUTPUTS)
         response = self._call("Predict", self._stub.Predict, request)
         return self._predictions(response, len(texts))
 
+    def problem_type(self) -> str:
+        """`single-label`, `multi-label` or `regression`, from the signature's outputs (cached;
+        read with GetModelMetadata).
+
+        Raises:
+            ServingError: the call failed, or the signature has none of the known outputs.
+        """
+        with self._lock:
+            if self._problem_type is not None:
+                return self._problem_type
+        problem_type = self._signature_problem_type(self._signature())
+        with self._lock:
+            self._problem_type = problem_type
+        return problem_type
+
     def label_names(self) -> list[str]:
         """The model's label names in class order (cached; read from the `classes` output of
-        one Predict with an empty text)."""
+        one Predict with an empty text). A regression model has no classes: [] (its target's
+        name is not in the served graph; see `problem_type`)."""
         with self._lock:
             if self._label_names is not None:
                 return list(self._label_names)
+        signature = self._signature()
+        problem_type = self._signature_problem_type(signature)
+        with self._lock:
+            self._problem_type = problem_type
+        if problem_type == REGRESSION:
+            with self._lock:
+                self._label_names = []
+            return []
         request = self._request()
-        for alias, info in self._signature().inputs.items():
+        for alias, info in signature.inputs.items():
             if info.dtype == types_pb2.DT_STRING:
                 request.inputs[alias].CopyFrom(_string_tensor([""]))
         request.output_filter.append("classes")
@@ -179,27 +233,52 @@ class Client:
                 raise ServingError(code, details) from None
         raise AssertionError("unreachable")
 
+    def _signature_problem_type(self, signature) -> str:
+        problem_type = _problem_type(signature.outputs)
+        if problem_type is None:
+            raise ServingError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"Signature '{self.signature_name}' of model '{self.model_name}' is not a "
+                f"tfinetune classifier. Expected the outputs {_expected_outputs()}. Received: "
+                f"{sorted(signature.outputs)}")
+        return problem_type
+
     def _output(self, response, alias: str) -> np.ndarray:
         if alias not in response.outputs:
             raise ServingError(
                 grpc.StatusCode.INTERNAL,
                 f"The response of model '{self.model_name}' has no '{alias}' output. Expected "
-                f"outputs {list(_OUTPUTS)}. Received: {sorted(response.outputs)}")
+                f"the outputs {_expected_outputs()}. Received: {sorted(response.outputs)}")
         return tensor_codec.to_ndarray(response.outputs[alias])
 
     def _predictions(self, response, count: int) -> list[Prediction]:
-        probabilities = self._output(response, "probabilities")
-        label_ids = self._output(response, "label_id").reshape(-1)
-        labels = self._output(response, "label").reshape(-1)
+        problem_type = _problem_type(response.outputs)
+        if problem_type is None:
+            self._output(response, "probabilities")  # raises, naming what was expected
+        if problem_type == REGRESSION:
+            values = self._output(response, "value").reshape(-1)
+            self._check_rows(values, count)
+            return [Prediction(value=float(value)) for value in values]
         classes = self._output(response, "classes")
-        if probabilities.shape[0] != count or classes.shape[0] != count:
-            raise ServingError(
-                grpc.StatusCode.INTERNAL,
-                f"The response of model '{self.model_name}' has {probabilities.shape[0]} rows "
-                f"for {count} inputs.")
+        self._check_rows(classes, count)
         if self._label_names is None:
             with self._lock:
                 self._label_names = [_text(value) for value in classes[0]]
+        if problem_type == MULTI_LABEL:
+            scores = self._output(response, "scores")
+            predicted = self._output(response, "predicted")
+            self._check_rows(scores, count)
+            self._check_rows(predicted, count)
+            return [
+                Prediction(
+                    labels=[_text(name) for name, on in zip(classes[i], predicted[i]) if on],
+                    scores={_text(name): float(s) for name, s in zip(classes[i], scores[i])})
+                for i in range(count)
+            ]
+        probabilities = self._output(response, "probabilities")
+        label_ids = self._output(response, "label_id").reshape(-1)
+        labels = self._output(response, "label").reshape(-1)
+        self._check_rows(probabilities, count)
         return [
             Prediction(
                 label=_text(labels[i]),
@@ -208,3 +287,14 @@ class Client:
                                for name, p in zip(classes[i], probabilities[i])})
             for i in range(count)
         ]
+
+    def _check_rows(self, values: np.ndarray, count: int) -> None:
+        if values.ndim == 0 or values.shape[0] != count:
+            rows = values.shape[0] if values.ndim else 0
+            raise ServingError(
+                grpc.StatusCode.INTERNAL,
+                f"The response of model '{self.model_name}' has {rows} rows for {count} inputs.")
+
+
+def _expected_outputs() -> str:
+    return " or ".join(str(list(outputs)) for outputs in _OUTPUTS.values())

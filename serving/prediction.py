@@ -1,20 +1,50 @@
-"""`Prediction`: one text's classification, as returned by `Client.predict`."""
+"""`Prediction`: one text's result, as returned by `Client.predict`, for all three problem types."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from dataclasses import fields
+
+SINGLE_LABEL = "single-label"
+MULTI_LABEL = "multi-label"
+REGRESSION = "regression"
 
 
 @dataclass(frozen=True)
 class Prediction:
-    """The predicted label of one input.
+    """The prediction for one input. Which fields are set depends on the model's problem type
+    (the client detects it from the outputs the model returns); the others are None.
+
+    - single-label (`probabilities` output): `label`, `label_id`, `probabilities`.
+    - multi-label (`scores` + `predicted` outputs): `labels` and `scores`.
+    - regression (`value` output): `value`.
 
     Attributes:
-        label: The predicted label name.
-        label_id: Its class index.
-        probabilities: Label name -> probability, in class order.
+        label: The predicted label name (single-label).
+        label_id: Its class index (single-label).
+        probabilities: Label name -> probability, in class order (single-label).
+        labels: The predicted label names, in class order, possibly empty (multi-label).
+        scores: Label name -> sigmoid score, in class order (multi-label).
+        value: The predicted number (regression).
     """
 
-    label: str
-    label_id: int
-    probabilities: dict[str, float]
+    label: str | None = None
+    label_id: int | None = None
+    probabilities: dict[str, float] | None = None
+    labels: list[str] | None = None
+    scores: dict[str, float] | None = None
+    value: float | None = None
+
+    @property
+    def problem_type(self) -> str:
+        """`single-label`, `multi-label` or `regression`, from the fields that are set."""
+        if self.value is not None:
+            return REGRESSION
+        if self.scores is not None:
+            return MULTI_LABEL
+        return SINGLE_LABEL
+
+    def __repr__(self) -> str:  # only the fields of the problem type, not six with Nones
+        shown = ", ".join(f"{field.name}={getattr(self, field.name)!r}" for field in fields(self)
+                          if getattr(self, field.name) is not None)
+        return f"Prediction({shown})"

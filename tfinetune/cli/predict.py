@@ -60,8 +60,14 @@ class PredictConfig:
               metavar="PEM", help="Root certificates for TLS (implies --tls).")
 def command(texts: tuple[str, ...], text_pairs: tuple[str, ...], **options) -> None:
     """Classify TEXT arguments (or the lines of stdin, with no TEXT or `-`) through a model
-    server, printing one JSON line per text: {"text", "label", "probabilities"}, with the
-    probabilities keyed by label name (and "text_pair" for pair models).
+    server, printing one JSON line per text (and "text_pair" for pair models):
+
+    
+    single-label: {"text", "label", "probabilities": {label: probability}}
+    multi-label:  {"text", "labels": [predicted labels], "scores": {label: score}}
+    regression:   {"text", "value": number}
+
+    The model's outputs tell which (no flag needed).
 
     \b
     tfinetune predict --model-name sentiment "a great movie" "a dull plot"
@@ -108,9 +114,17 @@ def run(config: PredictConfig, texts: list[str], text_pairs: list[str] | None) -
                 row = {"text": batch[i]}
                 if pairs:
                     row["text_pair"] = pairs[i]
-                row["label"] = prediction.label
-                row["probabilities"] = prediction.probabilities
+                row.update(_result(prediction))
                 click.echo(json.dumps(row, ensure_ascii=False))
+
+
+def _result(prediction) -> dict:
+    """The JSON fields of one prediction, by problem type."""
+    if prediction.value is not None:
+        return {"value": prediction.value}
+    if prediction.scores is not None:
+        return {"labels": prediction.labels, "scores": prediction.scores}
+    return {"label": prediction.label, "probabilities": prediction.probabilities}
 
 
 def _stdin_lines() -> list[str]:
