@@ -30,6 +30,7 @@ from serving.metrics import Metrics
 from serving.model_metadata import SIGNATURE_DEF
 from serving.model_metadata import get_model_metadata
 from serving.model_status import get_model_status
+from serving.request_deadline import RequestDeadline
 from serving.servable import DEFAULT_SIGNATURE
 from serving.serving_error import ServingError
 
@@ -146,8 +147,7 @@ class RestApiHandler:
     Args:
         manager: The `ModelManager` serving the models.
         timeout_in_ms: `--rest_api_timeout_in_ms`: the deadline of a request's session runs
-            (0 or less: none). Not applied yet: it needs the request-deadline seam of
-            `Servable`.
+            (0 or less: none).
         metrics: Where requests are counted; default `Metrics.default()`.
     """
 
@@ -163,7 +163,8 @@ class RestApiHandler:
         route = None
         try:
             route = _parse_route(method, path)
-            payload = self._dispatch(method, path, route, body)
+            with RequestDeadline.scope(self._timeout_seconds):
+                payload = self._dispatch(method, path, route, body)
             response = RestResponse(200, payload, grpc.StatusCode.OK)
         except ServingError as error:
             response = RestResponse(HTTP_STATUS.get(error.code, 500), error_body(error.message),

@@ -161,6 +161,20 @@ def test_stopped_server_refuses_rest_connections(model_bases):
         rest_request(port, "GET", "/v1/models/half")
 
 
+def test_rest_api_timeout_ends_a_slow_request_with_504(model_bases):
+    """--rest_api_timeout_in_ms becomes the session run's deadline (RunOptions.timeout_in_ms)."""
+    with Server({"spin": model_bases["spin"]}, port=0, rest_api_port=ANY_FREE_PORT,
+                file_system_poll_wait_seconds=0, rest_api_timeout_in_ms=200) as server:
+        status, _, payload = rest_request(server.rest_port, "POST", "/v1/models/spin:predict",
+                                          {"inputs": 10**12})
+        quick = rest_request(server.rest_port, "POST", "/v1/models/spin:predict",
+                             {"inputs": 10})
+
+    assert status == 504, payload  # DEADLINE_EXCEEDED, with TensorFlow's text
+    assert json.loads(payload) == {"error": "Timed out waiting for notification"}
+    assert quick[0] == 200
+
+
 def test_http_level_errors_are_json_too(rest_port):
     with socket.create_connection(("127.0.0.1", rest_port), timeout=30) as raw:
         raw.sendall(b"BREW /v1/models/half HTTP/1.1\r\nHost: x\r\n\r\n")
