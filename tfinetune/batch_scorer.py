@@ -7,23 +7,37 @@
 The input is streamed in batches of `batch_size` rows; up to `concurrency` Predict requests
 are in flight at once (a thread pool and a window of futures), so memory is bounded by
 `concurrency x batch_size` rows whatever the file size. Rows are written strictly in input
-order with every input column, then the predicted label, one `prob_<label>` column per label
-and `error`.
+order with every input column, then, by the model's problem type (`client.problem_type()`):
+
+- single-label: the predicted `label`, one `prob_<label>` column per label;
+- multi-label: the predicted `labels` (joined with `label_delimiter` in CSV/TSV/Parquet, a
+  list in JSON Lines), one `score_<label>` column per label;
+- regression: the predicted `value`;
+
+and `error`. A predicted column whose name the input already has is prefixed `predicted_`.
 
 A request that fails is retried by the client (UNAVAILABLE); if it still fails the rows are
 written with `error` set ("CODE: message"), never dropped. When a batch fails with a code
 that one bad row can cause (INVALID_ARGUMENT, RESOURCE_EXHAUSTED, INTERNAL) it is split in
 halves and re-sent, so only the rows that fail on their own get an error.
 
+With `label_column`, metrics are computed as rows are written: a confusion matrix
+(single-label) or per-label counts (multi-label) in constant memory; regression keeps the true
+and predicted values (two float arrays of the row count, 16 bytes a row), because Pearson and
+Spearman correlations need them all.
+
 This module does not import `serving`: any client with `label_names()` and
-`predict(texts, text_pairs)` works (see `serving.Client`); errors carrying a `code` attribute
-with a `.name` (like `serving.ServingError`) are reported as `CODE: message`.
+`predict(texts, text_pairs)` works (see `serving.Client`), plus `problem_type()` for
+multi-label and regression models (a client without it is taken as single-label); errors
+carrying a `code` attribute with a `.name` (like `serving.ServingError`) are reported as
+`CODE: message`.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -33,17 +47,30 @@ from tfinetune.classification_metrics import ClassificationMetrics
 from tfinetune.errors import ConfigError
 from tfinetune.errors import ScoringError
 from tfinetune.label_set import label_name
+from tfinetune.multi_label_metrics import MultiLabelMetrics
+from tfinetune.regression_metrics import RegressionMetrics
 from tfinetune.score_config import ScoreConfig
 from tfinetune.score_result import ScoreResult
 from tfinetune.table_reader import TableReader
 from tfinetune.table_row import TableRow
 from tfinetune.table_writer import TableWriter
+from tfinetune.text_classification_examples import parse_label_list
+from tfinetune.text_classification_examples import parse_number
 
 logger = logging.getLogger(__name__)
 
 LABEL_COLUMN = "label"
 LABEL_COLUMN_IF_TAKEN = "predicted_label"
 PROBABILITY_PREFIX = "prob_"
+LABELS_COLUMN = "labels"
+LABELS_COLUMN_IF_TAKEN = "predicted_labels"
+SCORE_PREFIX = "score_"
+VALUE_COLUMN = "value"
+VALUE_COLUMN_IF_TAKEN = "predicted_value"
+SINGLE_LABEL = "single-label"
+MULTI_LABEL = "multi-label"
+REGRESSION = "regression"
+PROBLEM_TYPES = (SINGLE_LABEL, MULTI_LABEL, REGRESSION)
 ERROR_COLUMN = "error"
 # Status codes a single bad row can cause: the batch is split to isolate it.
 SPLIT_ON_CODES = frozenset({"INVALID_ARGUMENT", "RESOURCE_EXHAUSTED", "INTERNAL"})
@@ -102,9 +129,10 @@ class BatchScorer:
         """
         config = self.config
         started = time.monotonic()
-        labels = self._label_names(client)
-        columns = self._output_columns(labels)
-        counts = _Counts(config.label_column, labels)
+        problem_type = self._problem_type(client)
+        labels = [] if problem_type == REGRESSION else self._label_names(client)
+        columns = self._output_columns(problem_type, labels)
+        counts = _Counts(config.label_column, labels, problem_type, config.label_delimiter)
         logger.info(
             "Scoring %s with model %r on %s (batch size %d, %d requests in flight)",
             config.input, config.model_name, config.server, config.batch_size,
@@ -116,7 +144,8 @@ class BatchScorer:
             window: deque[tuple[list[TableRow], Future]] = deque()
             try:
                 for rows in _batches(self.reader, config.batch_size):
-                    window.append((rows, pool.submit(self._score_batch, client, rows, labels)))
+                    window.append((rows, pool.submit(self._score_batch, client, rows, labels,
+                                                     problem_type)))
                     if len(window) >= config.concurrency:
                         self._write(writer, columns, counts, *window.popleft(), progress)
                 while window:
@@ -135,18 +164,29 @@ class BatchScorer:
 
     # -------------------------------------------------------------------------- before rows
 
+    def _problem_type(self, client: _Client) -> str:
+        method = getattr(client, "problem_type", None)
+        if method is None:
+            return SINGLE_LABEL
+        try:
+            problem_type = method()
+        except Exception as error:  # noqa: BLE001  (any failure means we cannot start)
+            # Same message as for the label names: both are how the scorer learns the model's
+            # outputs before anything is written.
+            raise self._cannot_start("label names", error) from error
+        if problem_type not in PROBLEM_TYPES:
+            raise ScoringError(
+                f"Model {self.config.model_name!r} on {self.config.server} reported an unknown "
+                f"problem type. Expected one of {list(PROBLEM_TYPES)}. Received: "
+                f"{problem_type!r}")
+        return problem_type
+
     def _label_names(self, client: _Client) -> list[str]:
         config = self.config
         try:
             labels = [str(label) for label in client.label_names()]
         except Exception as error:  # noqa: BLE001  (any failure means we cannot start)
-            raise ScoringError(
-                f"Cannot get the label names of model {config.model_name!r} from the server "
-                f"at {config.server}: {_describe(error)}. Expected a running model server "
-                f"(tfinetune serve) that serves model {config.model_name!r}"
-                + (f" version {config.model_version}" if config.model_version else "")
-                + f" with signature {config.signature_name!r}. Nothing was written."
-            ) from error
+            raise self._cannot_start("label names", error) from error
         if not labels or len(set(labels)) != len(labels):
             raise ScoringError(
                 f"Model {config.model_name!r} on {config.server} reported invalid label names. "
@@ -154,10 +194,25 @@ class BatchScorer:
             )
         return labels
 
-    def _output_columns(self, labels: list[str]) -> "_Columns":
+    def _cannot_start(self, what: str, error: BaseException) -> ScoringError:
+        config = self.config
+        return ScoringError(
+                f"Cannot get the {what} of model {config.model_name!r} from the server "
+                f"at {config.server}: {_describe(error)}. Expected a running model server "
+                f"(tfinetune serve) that serves model {config.model_name!r}"
+                + (f" version {config.model_version}" if config.model_version else "")
+                + f" with signature {config.signature_name!r}. Nothing was written."
+            )
+
+    def _output_columns(self, problem_type: str, labels: list[str]) -> "_Columns":
         inputs = self.reader.columns
-        label = LABEL_COLUMN if LABEL_COLUMN not in inputs else LABEL_COLUMN_IF_TAKEN
-        probabilities = {name: PROBABILITY_PREFIX + name for name in labels}
+        name, taken_name, prefix = {
+            SINGLE_LABEL: (LABEL_COLUMN, LABEL_COLUMN_IF_TAKEN, PROBABILITY_PREFIX),
+            MULTI_LABEL: (LABELS_COLUMN, LABELS_COLUMN_IF_TAKEN, SCORE_PREFIX),
+            REGRESSION: (VALUE_COLUMN, VALUE_COLUMN_IF_TAKEN, None),
+        }[problem_type]
+        label = name if name not in inputs else taken_name
+        probabilities = {} if prefix is None else {name: prefix + name for name in labels}
         added = [label, *probabilities.values(), ERROR_COLUMN]
         clashes = [name for name in added if name in inputs]
         if clashes or len(set(added)) != len(added):
@@ -166,12 +221,13 @@ class BatchScorer:
                 f"scoring adds. Expected input columns other than {added} (rename them, e.g. "
                 "when re-scoring an output file)."
             )
-        return _Columns(inputs, label, probabilities)
+        return _Columns(inputs, label, probabilities, problem_type,
+                        self.config.label_delimiter)
 
     # ------------------------------------------------------------------ worker thread
 
     def _score_batch(
-        self, client: _Client, rows: list[TableRow], labels: list[str]
+        self, client: _Client, rows: list[TableRow], labels: list[str], problem_type: str
     ) -> list[_Outcome]:
         """Predicts one batch; returns a prediction or an error message per row."""
         config = self.config
@@ -190,7 +246,8 @@ class BatchScorer:
                 pairs.append(pair)
             positions.append(position)
         if texts:
-            for position, outcome in zip(positions, _predict(client, texts, pairs, labels)):
+            outcomes_of_texts = _predict(client, texts, pairs, labels, problem_type)
+            for position, outcome in zip(positions, outcomes_of_texts):
                 outcomes[position] = outcome
         return outcomes
 
@@ -215,9 +272,7 @@ class BatchScorer:
             if isinstance(outcome, str):
                 values[ERROR_COLUMN] = outcome
             else:
-                values[columns.label] = outcome.label
-                for name, column in columns.probabilities.items():
-                    values[column] = outcome.probabilities[name]
+                values.update(columns.predicted_values(outcome, writer.format))
             writer.write(values)
             counts.add(row, outcome)
         if progress is not None:
@@ -225,23 +280,46 @@ class BatchScorer:
 
 
 class _Columns:
-    """The output columns: the input's, then label, prob_<label>..., error."""
+    """The output columns: the input's, then label, prob_<label>... (multi-label: labels,
+    score_<label>...; regression: value), error."""
 
-    def __init__(self, inputs: list[str], label: str, probabilities: dict[str, str]) -> None:
+    def __init__(self, inputs: list[str], label: str, probabilities: dict[str, str],
+                 problem_type: str = SINGLE_LABEL, label_delimiter: str = ",") -> None:
         self.inputs = inputs
         self.label = label
         self.probabilities = probabilities
+        self.problem_type = problem_type
+        self.label_delimiter = label_delimiter
         self.all = [*inputs, label, *probabilities.values(), ERROR_COLUMN]
+
+    def predicted_values(self, prediction: Any, table_format: str) -> dict[str, Any]:
+        """The predicted columns of one row."""
+        if self.problem_type == REGRESSION:
+            return {self.label: prediction.value}
+        if self.problem_type == MULTI_LABEL:
+            labels = list(prediction.labels)
+            values = {self.label: labels if table_format == "jsonl"
+                      else self.label_delimiter.join(labels)}
+            scores = prediction.scores
+        else:
+            values = {self.label: prediction.label}
+            scores = prediction.probabilities
+        for name, column in self.probabilities.items():
+            values[column] = scores[name]
+        return values
 
 
 class _Counts:
-    """Row and failure counts, and the confusion matrix, in constant memory."""
+    """Row and failure counts, and what the metrics need (see the accumulators below)."""
 
-    def __init__(self, label_column: str | None, labels: list[str]) -> None:
+    def __init__(self, label_column: str | None, labels: list[str],
+                 problem_type: str = SINGLE_LABEL, label_delimiter: str = ",") -> None:
         self.label_column = label_column
         self.labels = labels
-        self.ids = {name: i for i, name in enumerate(labels)}
-        self.matrix = [[0] * len(labels) for _ in labels]
+        self.problem_type = problem_type
+        accumulator = {SINGLE_LABEL: _ConfusionMatrix, MULTI_LABEL: _MultiLabelCounts,
+                       REGRESSION: _RegressionValues}[problem_type]
+        self.accumulator = accumulator(labels, label_delimiter)
         self.rows = self.failed = self.excluded_failed = self.excluded_unknown_label = 0
         self.unknown_label_examples: list[str] = []
         self.first_error: str | None = None
@@ -258,27 +336,109 @@ class _Counts:
         if failed:
             self.excluded_failed += 1
             return
-        true_label = label_name(row.values.get(self.label_column))
-        if true_label not in self.ids:
+        if not self.accumulator.add(row.values.get(self.label_column), outcome):
             self.excluded_unknown_label += 1
             example = repr(row.values.get(self.label_column))
             if (len(self.unknown_label_examples) < _UNKNOWN_LABEL_EXAMPLES
                     and example not in self.unknown_label_examples):
                 self.unknown_label_examples.append(example)
-            return
-        self.matrix[self.ids[true_label]][self.ids[outcome.label]] += 1
 
     def result(self, output, labels: list[str], seconds: float) -> ScoreResult:
-        metrics = None
-        if self.label_column is not None and any(map(any, self.matrix)):
-            metrics = ClassificationMetrics.from_confusion_matrix(self.matrix, labels)
+        metrics = self.accumulator.metrics() if self.label_column is not None else None
         return ScoreResult(
             output=output, labels=labels, rows=self.rows, failed=self.failed, seconds=seconds,
+            problem_type=self.problem_type,
             label_column=self.label_column, metrics=metrics,
             excluded_failed=self.excluded_failed,
             excluded_unknown_label=self.excluded_unknown_label,
             unknown_label_examples=self.unknown_label_examples, first_error=self.first_error,
         )
+
+
+class _ConfusionMatrix:
+    """Single-label metrics: the confusion matrix, in constant memory."""
+
+    def __init__(self, labels: list[str], label_delimiter: str) -> None:
+        self.labels = labels
+        self.ids = {name: i for i, name in enumerate(labels)}
+        self.matrix = [[0] * len(labels) for _ in labels]
+
+    def add(self, true_value: Any, prediction: Any) -> bool:
+        """Counts one row; False when its true label is empty or unknown to the model."""
+        true_label = label_name(true_value)
+        if true_label not in self.ids:
+            return False
+        self.matrix[self.ids[true_label]][self.ids[prediction.label]] += 1
+        return True
+
+    def metrics(self) -> ClassificationMetrics | None:
+        if not any(map(any, self.matrix)):
+            return None
+        return ClassificationMetrics.from_confusion_matrix(self.matrix, self.labels)
+
+
+class _MultiLabelCounts:
+    """Multi-label metrics: per-label true/false positives and false negatives and the exact
+    matches, in constant memory. True labels are parsed as `fit` parses them (a list, or a
+    `label_delimiter`-separated string, empty for none)."""
+
+    def __init__(self, labels: list[str], label_delimiter: str) -> None:
+        self.labels = labels
+        self.label_delimiter = label_delimiter
+        self.true_positives = [0] * len(labels)
+        self.false_positives = [0] * len(labels)
+        self.false_negatives = [0] * len(labels)
+        self.exact_matches = self.examples = 0
+
+    def add(self, true_value: Any, prediction: Any) -> bool:
+        """Counts one row; False when its label cell is missing or names an unknown label."""
+        if true_value is None:
+            return False
+        truth = set(parse_label_list(true_value, self.label_delimiter))
+        if not truth <= set(self.labels):
+            return False
+        predicted = set(prediction.labels)
+        for i, name in enumerate(self.labels):
+            if name in predicted and name in truth:
+                self.true_positives[i] += 1
+            elif name in predicted:
+                self.false_positives[i] += 1
+            elif name in truth:
+                self.false_negatives[i] += 1
+        self.exact_matches += truth == predicted
+        self.examples += 1
+        return True
+
+    def metrics(self) -> MultiLabelMetrics | None:
+        if not self.examples:
+            return None
+        return MultiLabelMetrics.from_counts(self.true_positives, self.false_positives,
+                                             self.false_negatives, self.exact_matches,
+                                             self.examples, self.labels)
+
+
+class _RegressionValues:
+    """Regression metrics. MSE and MAE could be running sums, but Pearson and Spearman need
+    every value: the true and predicted values are kept in two float64 arrays (16 bytes per
+    scored row, the only per-row memory of a scoring run)."""
+
+    def __init__(self, labels: list[str], label_delimiter: str) -> None:
+        self.truth = array("d")
+        self.predicted = array("d")
+
+    def add(self, true_value: Any, prediction: Any) -> bool:
+        """Keeps one row's values; False when its target is missing or not a finite number."""
+        number = parse_number(true_value)
+        if number is None:
+            return False
+        self.truth.append(number)
+        self.predicted.append(float(prediction.value))
+        return True
+
+    def metrics(self) -> RegressionMetrics | None:
+        if not self.truth:
+            return None
+        return RegressionMetrics.compute(self.truth, self.predicted)
 
 
 def _batches(rows: Iterable[TableRow], size: int) -> Iterator[list[TableRow]]:
@@ -293,19 +453,22 @@ def _batches(rows: Iterable[TableRow], size: int) -> Iterator[list[TableRow]]:
 
 
 def _predict(
-    client: _Client, texts: list[str], pairs: list[str] | None, labels: list[str]
+    client: _Client, texts: list[str], pairs: list[str] | None, labels: list[str],
+    problem_type: str = SINGLE_LABEL,
 ) -> list[_Outcome]:
     """Predictions for `texts`, splitting a failed batch to isolate rows that fail alone."""
     try:
         predictions = client.predict(texts, pairs)
-        return [_checked(prediction, labels) for prediction in _same_length(predictions, texts)]
+        return [_checked(prediction, labels, problem_type)
+                for prediction in _same_length(predictions, texts)]
     except Exception as error:  # noqa: BLE001  (every failure becomes a row error)
         if len(texts) > 1 and _code_name(error) in SPLIT_ON_CODES:
             middle = len(texts) // 2
             logger.debug("Batch of %d failed (%s); retrying in halves", len(texts), error)
             return (
-                _predict(client, texts[:middle], pairs and pairs[:middle], labels)
-                + _predict(client, texts[middle:], pairs and pairs[middle:], labels)
+                _predict(client, texts[:middle], pairs and pairs[:middle], labels, problem_type)
+                + _predict(client, texts[middle:], pairs and pairs[middle:], labels,
+                           problem_type)
             )
         message = _describe(error)
         logger.warning("%d row(s) failed: %s", len(texts), message)
@@ -321,8 +484,25 @@ def _same_length(predictions: Sequence, texts: Sequence[str]) -> Sequence:
     return predictions
 
 
-def _checked(prediction: Any, labels: list[str]) -> Any:
-    """The prediction if its label and probabilities match the model's labels, else an error."""
+def _checked(prediction: Any, labels: list[str], problem_type: str = SINGLE_LABEL) -> Any:
+    """The prediction if it has its problem type's fields and they match the model's labels,
+    else an error."""
+    changed = "(did the model on the server change during the run?)"
+    if problem_type == REGRESSION:
+        value = getattr(prediction, "value", None)
+        if not isinstance(value, (int, float)):
+            return f"Prediction has no regression value: {prediction!r} {changed}"
+        return prediction
+    if problem_type == MULTI_LABEL:
+        scores = getattr(prediction, "scores", None)
+        predicted = getattr(prediction, "labels", None)
+        if scores is None or predicted is None or set(scores) != set(labels) or not set(
+                predicted) <= set(labels):
+            return (f"Prediction does not match the model's labels {labels}: labels="
+                    f"{predicted!r}, scores for {sorted(scores or [])} {changed}")
+        return prediction
+    if getattr(prediction, "probabilities", None) is None:
+        return f"Prediction has no label probabilities: {prediction!r} {changed}"
     if prediction.label not in labels or set(prediction.probabilities) != set(labels):
         return (
             f"Prediction does not match the model's labels {labels}: "

@@ -74,6 +74,49 @@ class MultiLabelMetrics:
                        for i, label in enumerate(labels)},
         )
 
+    @classmethod
+    def from_counts(cls, true_positives: Sequence[int], false_positives: Sequence[int],
+                    false_negatives: Sequence[int], exact_matches: int, examples: int,
+                    labels: Sequence[str]) -> "MultiLabelMetrics":
+        """The same metrics as `compute` (zero division → 0), from per-label counts: what a
+        streaming scorer can keep in memory that does not grow with the number of rows.
+
+        Args:
+            true_positives, false_positives, false_negatives: Per label, in `labels` order.
+            exact_matches: Examples whose predicted label set is exactly the true one.
+            examples: Number of examples.
+            labels: Label names.
+        """
+        if examples <= 0:
+            raise ValueError("Expected at least one example to compute metrics. Received none.")
+        labels = [str(label) for label in labels]
+        tp, fp, fn = (np.asarray(v, dtype=np.int64) for v in (true_positives, false_positives,
+                                                               false_negatives))
+
+        def scores(tp, fp, fn):
+            precision = np.divide(tp, tp + fp, out=np.zeros(np.shape(tp)), where=(tp + fp) > 0)
+            recall = np.divide(tp, tp + fn, out=np.zeros(np.shape(tp)), where=(tp + fn) > 0)
+            f1 = np.divide(2 * tp, 2 * tp + fp + fn, out=np.zeros(np.shape(tp)),
+                           where=(2 * tp + fp + fn) > 0)
+            return precision, recall, f1
+
+        precision, recall, f1 = scores(tp, fp, fn)
+        micro = scores(np.array([tp.sum()]), np.array([fp.sum()]), np.array([fn.sum()]))
+        return cls(
+            subset_accuracy=exact_matches / examples,
+            precision_micro=float(micro[0][0]),
+            recall_micro=float(micro[1][0]),
+            f1_micro=float(micro[2][0]),
+            precision_macro=float(precision.mean()) if labels else 0.0,
+            recall_macro=float(recall.mean()) if labels else 0.0,
+            f1_macro=float(f1.mean()) if labels else 0.0,
+            labels=labels,
+            support=int(examples),
+            per_label={label: {"precision": float(precision[i]), "recall": float(recall[i]),
+                               "f1": float(f1[i]), "support": int(tp[i] + fn[i])}
+                       for i, label in enumerate(labels)},
+        )
+
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

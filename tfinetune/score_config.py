@@ -30,6 +30,10 @@ class ScoreConfig:
         retries: Retries of a request that fails with UNAVAILABLE (done by the client).
         signature_name: Signature to call.
         model_version: Pin a model version; None = the server's latest.
+        label_delimiter: Multi-label models: separator of the label names in one cell, both
+            when reading true labels from `label_column` (as `fit --label-delimiter`; a JSON
+            Lines/Parquet list works too) and when writing the predicted `labels` to CSV, TSV
+            and Parquet (JSON Lines gets a list).
 
     Raises:
         ConfigError: An option is out of range or options conflict.
@@ -48,6 +52,7 @@ class ScoreConfig:
     retries: int = 3
     signature_name: str = "serving_default"
     model_version: int | None = None
+    label_delimiter: str = ","
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input", Path(self.input))
@@ -56,6 +61,9 @@ class ScoreConfig:
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
                 raise ConfigError(f"Expected a non-empty {name}. Received: {name}={value!r}")
+        if not isinstance(self.label_delimiter, str) or not self.label_delimiter:
+            raise ConfigError(f"Expected a non-empty label_delimiter. Received: "
+                              f"label_delimiter={self.label_delimiter!r}")
         _at_least("batch_size", self.batch_size, 1)
         _at_least("concurrency", self.concurrency, 1)
         _at_least("retries", self.retries, 0)

@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from tfinetune.classification_metrics import ClassificationMetrics
+from tfinetune.multi_label_metrics import MultiLabelMetrics
+from tfinetune.regression_metrics import RegressionMetrics
 
 
 @dataclasses.dataclass(frozen=True)
@@ -15,16 +17,19 @@ class ScoreResult:
 
     Attributes:
         output: The file written.
-        labels: The model's label names (class-id order).
+        labels: The model's label names (class-id order); empty for a regression model.
         rows: Rows written (every input row, scored or failed).
         failed: Rows written with an `error`.
         seconds: Wall-clock time of the run.
+        problem_type: The model's: `single-label`, `multi-label` or `regression`.
         label_column: The true-label column, or None when metrics were not asked for.
-        metrics: Metrics over the rows with a prediction and a known true label; None without
-            `label_column` or when no row qualifies.
+        metrics: Metrics over the rows with a prediction and a known true label:
+            `ClassificationMetrics`, `MultiLabelMetrics` or `RegressionMetrics` by problem type;
+            None without `label_column` or when no row qualifies.
         excluded_failed: Rows left out of the metrics because they failed.
         excluded_unknown_label: Rows left out because their true label is empty or not one of
-            `labels`.
+            `labels` (multi-label: the cell is missing or names an unknown label; regression:
+            the target is missing or not a finite number).
         unknown_label_examples: Up to 5 distinct such true labels, for the report.
         first_error: The first row error message, or None.
     """
@@ -35,11 +40,12 @@ class ScoreResult:
     failed: int
     seconds: float
     label_column: str | None = None
-    metrics: ClassificationMetrics | None = None
+    metrics: ClassificationMetrics | MultiLabelMetrics | RegressionMetrics | None = None
     excluded_failed: int = 0
     excluded_unknown_label: int = 0
     unknown_label_examples: list[str] = dataclasses.field(default_factory=list)
     first_error: str | None = None
+    problem_type: str = "single-label"
 
     @property
     def rows_per_second(self) -> float:
@@ -53,6 +59,7 @@ class ScoreResult:
     def metrics_dict(self) -> dict[str, Any]:
         """The metrics (if any) with the row counts behind them, JSON-ready."""
         data: dict[str, Any] = {
+            "problem_type": self.problem_type,
             "label_column": self.label_column,
             "rows": self.rows,
             "failed": self.failed,

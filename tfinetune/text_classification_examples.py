@@ -128,6 +128,15 @@ def _label_list(value: object, column: str, delimiter: str, location: str) -> li
             f"Missing labels in column '{column}'. Expected a list of labels or a "
             f"{delimiter!r}-separated string (empty for none). Received: {column}=None at "
             f"{location}")
+    return parse_label_list(value, delimiter)
+
+
+def parse_label_list(value: object, delimiter: str) -> list[str]:
+    """A multi-label cell as `fit` reads it: a list (JSONL, Parquet) or a `delimiter`-separated
+    string (empty for no label) → the sorted, unique label names (empty items dropped).
+
+    `value` must not be None (a missing cell is an error for `fit`, an excluded row for
+    `score`)."""
     if isinstance(value, (list, tuple)):
         items = list(value)
     elif hasattr(value, "tolist") and not isinstance(value, str):  # numpy arrays from Parquet
@@ -138,12 +147,18 @@ def _label_list(value: object, column: str, delimiter: str, location: str) -> li
     return sorted({name for name in names if name is not None})
 
 
-def _number(value: object, column: str, location: str) -> float:
+def parse_number(value: object) -> float | None:
+    """A regression cell as `fit` reads it: a finite number (or numeric string), else None."""
     try:
         number = float(value) if not isinstance(value, bool) else math.nan
     except (TypeError, ValueError):
         number = math.nan
-    if math.isnan(number) or math.isinf(number):
+    return None if math.isnan(number) or math.isinf(number) else number
+
+
+def _number(value: object, column: str, location: str) -> float:
+    number = parse_number(value)
+    if number is None:
         raise DataError(
             f"Regression target in column '{column}' must be a finite number. "
             f"Received: {column}={value!r} at {location}")

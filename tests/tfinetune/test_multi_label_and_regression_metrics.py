@@ -43,3 +43,32 @@ def test_shape_errors_are_clear():
         MultiLabelMetrics.compute([[1, 0]], [[1, 0, 1]], ["a", "b"])
     with pytest.raises(ValueError, match="as many predictions"):
         RegressionMetrics.compute([1.0], [1.0, 2.0])
+
+
+def test_multi_label_metrics_from_counts_equal_compute():
+    """The streaming form `score` uses gives what sklearn gives on the full matrices."""
+    import numpy as np
+
+    from tfinetune.multi_label_metrics import MultiLabelMetrics
+
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 2, (50, 4))
+    predicted = rng.integers(0, 2, (50, 4))
+    predicted[:, 3] = 0  # a label never predicted: precision 0 by zero division
+    labels = ["a", "b", "c", "d"]
+    expected = MultiLabelMetrics.compute(truth, predicted, labels)
+
+    streamed = MultiLabelMetrics.from_counts(
+        (truth & predicted).sum(0), ((1 - truth) & predicted).sum(0),
+        (truth & (1 - predicted)).sum(0), int((truth == predicted).all(axis=1).sum()), 50,
+        labels)
+
+    for key, value in expected.as_dict().items():
+        if key == "per_label":
+            for label in labels:
+                for name, number in value[label].items():
+                    assert streamed.per_label[label][name] == pytest.approx(number), (label, name)
+        elif isinstance(value, float):
+            assert getattr(streamed, key) == pytest.approx(value), key
+        else:
+            assert getattr(streamed, key) == value, key

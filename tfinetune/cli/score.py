@@ -32,8 +32,14 @@ logger = logging.getLogger(__name__)
 @click.option("--text-column", default="text", show_default=True, help="Input text column.")
 @click.option("--text-pair-column", help="Second text column, for sentence-pair models.")
 @click.option("--label-column",
-              help="Column of true labels: print accuracy, precision, recall, F1 and the "
-                   "confusion matrix at the end.")
+              help="Column of true labels (regression: true values): print the metrics at the "
+                   "end (accuracy, precision, recall, F1 and the confusion matrix; multi-label: "
+                   "subset accuracy and micro/macro P/R/F1; regression: MSE, RMSE, MAE, "
+                   "Pearson, Spearman).")
+@click.option("--label-delimiter", default=",", show_default=True,
+              help="Multi-label models: separator of label names in one cell, for the true "
+                   "labels (as fit's --label-delimiter) and the written `labels` column "
+                   "(CSV/TSV/Parquet; JSON Lines gets a list).")
 @click.option("--batch-size", type=int, default=64, show_default=True,
               help="Rows per Predict request.")
 @click.option("--concurrency", type=int, default=4, show_default=True,
@@ -53,7 +59,10 @@ def command(input_file, output, metrics_json, quiet, **options) -> None:
 
     Streams INPUT in batches, with several requests in flight, and writes every input row, in
     input order, with all its columns plus `label` (or `predicted_label` when INPUT already
-    has a `label` column), one `prob_<label>` column per label, and `error`. A row whose
+    has a `label` column), one `prob_<label>` column per label, and `error`. Multi-label
+    models give `labels` (the predicted names joined with --label-delimiter; a list in JSON
+    Lines) and one `score_<label>` column per label instead; regression models give `value`
+    (a clash adds `predicted_` as for `label`). A row whose
     request fails after retries is written with `error` set ("CODE: message") and no
     prediction; in CSV/TSV `error` is empty for scored rows, in JSON Lines the key is present
     only on failed rows. OUT appears only once complete.
@@ -138,11 +147,17 @@ def _metrics_report(result: ScoreResult) -> str:
     if result.excluded_failed:
         excluded.append(f"{result.excluded_failed} failed")
     if result.excluded_unknown_label:
-        excluded.append(
-            f"{result.excluded_unknown_label} with an empty label or one the model does not "
-            f"know (e.g. {', '.join(result.unknown_label_examples)}; model labels: "
-            f"{result.labels})"
-        )
+        examples = ", ".join(result.unknown_label_examples)
+        if result.problem_type == "regression":
+            excluded.append(f"{result.excluded_unknown_label} with a missing or non-numeric "
+                            f"target (e.g. {examples})")
+        else:
+            excluded.append(
+                f"{result.excluded_unknown_label} with "
+                + ("a missing label cell or a label" if result.problem_type == "multi-label"
+                   else "an empty label or one")
+                + f" the model does not know (e.g. {examples}; model labels: {result.labels})"
+            )
     excluded_text = f"; excluded: {', '.join(excluded)}" if excluded else ""
     if result.metrics is None:
         return (
