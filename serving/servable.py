@@ -23,6 +23,7 @@ import numpy as np
 
 from serving import tensor_codec
 from serving.batching_session import BatchingSession
+from serving.metrics import Metrics
 from serving.request_deadline import RequestDeadline
 from serving.servable_options import ServableOptions
 from serving.serving_error import ServingError
@@ -256,14 +257,17 @@ class Servable:
         graph = tf.Graph()
         config = tf.compat.v1.ConfigProto(allow_soft_placement=True)
         session = tf.compat.v1.Session(graph=graph, config=config)
+        start = time.perf_counter()
         try:
             with graph.as_default(), _silenced_deprecation():
                 meta_graph_def = tf.compat.v1.saved_model.loader.load(
                     session, set(tags), str(path))
         except Exception as error:  # noqa: BLE001  (any loader failure becomes a status)
             session.close()
+            Metrics.default().record_load(str(path), False, time.perf_counter() - start)
             raise _load_error(error, tags) from error
         graph.finalize()
+        Metrics.default().record_load(str(path), True, time.perf_counter() - start)
         return cls(name, version, path, session, meta_graph_def, options)
 
     @property
@@ -318,7 +322,7 @@ class Servable:
         self._verify_inputs_size(signature, request.inputs)
         feed_names, feed_values = self._input_values(signature, request.inputs)
         aliases, fetch_names = self._outputs(signature, request.output_filter)
-        outputs = self._run(feed_names, feed_values, fetch_names)
+        outputs = self._run(feed_names, feed_values, fetch_names, api="Predict")
 
         response = predict_pb2.PredictResponse()
         response.model_spec.name = request.model_spec.name
@@ -403,7 +407,8 @@ class Servable:
                                                             CLASSIFY_METHOD_NAME)
         input_name, fetch_names = _classification_tensors(signature)
         examples = self._serialized_examples(request.input)
-        outputs = dict(zip(fetch_names, self._run([input_name], [examples], fetch_names)))
+        outputs = dict(zip(fetch_names, self._run([input_name], [examples], fetch_names,
+                                                  api="Classify")))
         response = classification_pb2.ClassificationResponse()
         self._echo_model_spec(request.model_spec, signature_name, response.model_spec)
         _classification_result(signature, outputs, len(examples), response.result)
@@ -417,7 +422,8 @@ class Servable:
                                                             REGRESS_METHOD_NAME)
         input_name, fetch_names = _regression_tensors(signature)
         examples = self._serialized_examples(request.input)
-        outputs = dict(zip(fetch_names, self._run([input_name], [examples], fetch_names)))
+        outputs = dict(zip(fetch_names, self._run([input_name], [examples], fetch_names,
+                                                  api="Regress")))
         response = regression_pb2.RegressionResponse()
         self._echo_model_spec(request.model_spec, signature_name, response.model_spec)
         _regression_result(signature, outputs, len(examples), response.result)
@@ -471,7 +477,8 @@ class Servable:
             fetch_names.extend(n for n in names if n not in fetch_names)
         examples = self._serialized_examples(request.input)
         outputs = dict(zip(fetch_names, self._run(
-            feed_names, [examples] * len(feed_names), fetch_names))) if tasks else {}
+            feed_names, [examples] * len(feed_names), fetch_names,
+            api="MultiInference"))) if tasks else {}
 
         response = inference_pb2.MultiInferenceResponse()
         for task, signature_name, signature in tasks:
@@ -536,8 +543,11 @@ class Servable:
         return self._batching
 
     def _run(self, feed_names: list[str], feed_values: list[np.ndarray],
-             fetch_names: list[str]) -> list[np.ndarray]:
+             fetch_names: list[str], api: str = "") -> list[np.ndarray]:
         """Runs the session (batched when batching is on) within the request's deadline.
+
+        A successful run of an `api` (`Predict`, `Classify`, ...) is recorded in the
+        `runtime_latency` metric, as TF Serving's `RecordRuntimeLatency`.
 
         Raises:
             ServingError: DEADLINE_EXCEEDED when the deadline has passed or the run outlasts it
@@ -547,11 +557,14 @@ class Servable:
         if deadline is not None and deadline <= time.monotonic():
             raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
         unique_fetches = sorted(set(fetch_names))
+        start = time.perf_counter()
         if self._batching is not None:
             values = self._batching.run(feed_names, feed_values, unique_fetches, deadline)
         else:
             values = self._run_session(feed_names, feed_values, unique_fetches,
                                        RequestDeadline.timeout_in_ms(deadline))
+        if api:
+            Metrics.default().record_runtime_latency(self.name, api, time.perf_counter() - start)
         by_name = dict(zip(unique_fetches, values))
         return [by_name[name] for name in fetch_names]
 

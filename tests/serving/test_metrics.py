@@ -183,3 +183,38 @@ def test_bad_monitoring_config_fails_start(model_bases, tmp_path, text, code, me
     assert raised.value.code == code
     assert raised.value.message.startswith(f"{config}{message}") or (
         raised.value.message.startswith(message + str(config)))
+
+
+def test_load_attempts_and_runtime_latency_of_served_models(rest_server, rest_port,
+                                                             prediction_stub):
+    before = page(rest_port)
+    prediction_stub.Predict(predict_request("half", {"x": np.array([[1.0]], np.float32)}),
+                            timeout=30)
+    after = page(rest_port)
+    version_path = str(rest_server.model_manager.version_statuses("half")[0].version)
+
+    loads = [line for line in after.decode().splitlines()
+             if line.startswith(":tensorflow:cc:saved_model:load_attempt_count{")
+             and 'status="success"' in line]
+    assert any(f'/half/{version_path}"' in line for line in loads), loads
+    assert metric_value(after, ":tensorflow:serving:runtime_latency_count", model_name="half",
+                        API="Predict", runtime="TF1") - metric_value(
+        before, ":tensorflow:serving:runtime_latency_count", model_name="half", API="Predict",
+        runtime="TF1") == 1
+
+
+def test_a_failed_load_is_counted(tmp_path):
+    from serving.servable import Servable
+
+    (tmp_path / "1").mkdir()
+    (tmp_path / "1" / "saved_model.pb").write_bytes(b"not a SavedModel")
+    before = Metrics.default().exposition()
+
+    with pytest.raises(ServingError):
+        Servable.load("broken", 1, tmp_path / "1")
+
+    after = Metrics.default().exposition()
+    name = ":tensorflow:cc:saved_model:load_attempt_count"
+    path = str(tmp_path / "1")
+    assert metric_value(after, name, model_path=path, status="fail") - metric_value(
+        before, name, model_path=path, status="fail") == 1
