@@ -32,6 +32,7 @@ import numpy as np
 
 from serving.batch_scheduler import BatchScheduler
 from serving.batch_task import BatchTask
+from serving.metrics import Metrics
 from serving.request_deadline import RequestDeadline
 from serving.serving_error import ServingError
 
@@ -244,6 +245,9 @@ class BatchingSession:
         with self._stats_lock:
             self._wrapped_runs += 1
             self._batched_tasks += len(tasks)
+        Metrics.default().record_batch(  # TF Serving's batching_session metrics
+            batch_size, padded_size, [now - task.enqueue_time for task in tasks],
+            self._parameters.thread_pool_name)
         return self._split(fetch_names, combined, sizes, padded_size)
 
     def _merge(self, name: str, tensors: list[np.ndarray], padding: int) -> np.ndarray:

@@ -10,6 +10,7 @@ from grpc_health.v1 import health_pb2
 from grpc_health.v1 import health_pb2_grpc
 from tensorflow_serving.apis import classification_pb2
 from tensorflow_serving.apis import get_model_status_pb2
+from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from serving import Server
 from serving.metrics import Metrics
@@ -218,3 +219,28 @@ def test_a_failed_load_is_counted(tmp_path):
     path = str(tmp_path / "1")
     assert metric_value(after, name, model_path=path, status="fail") - metric_value(
         before, name, model_path=path, status="fail") == 1
+
+
+def test_batching_session_metrics(model_bases, tmp_path):
+    parameters = tmp_path / "batching.txt"
+    parameters.write_text("max_batch_size { value: 4 } allowed_batch_sizes: [2, 4] "
+                          'thread_pool_name { value: "pool" }')
+    before = Metrics.default().exposition()
+    with Server({"half": model_bases["half"]}, port=0, file_system_poll_wait_seconds=0,
+                enable_batching=True, batching_parameters_file=str(parameters)) as server:
+        channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        stub.Predict(predict_request("half", {"x": np.array([[1.0], [2.0], [3.0]], np.float32)}),
+                     timeout=30)
+        channel.close()
+    after = Metrics.default().exposition()
+
+    def delta(name, **labels):
+        return metric_value(after, name, **labels) - metric_value(before, name, **labels)
+
+    prefix = ":tensorflow:serving:batching_session:"
+    assert delta(prefix + "input_batch_size_sum") == 3
+    assert delta(prefix + "processed_batch_size_sum") == 4
+    assert delta(prefix + "padding_size_sum", execution_batch_size="4") == 1
+    assert delta(prefix + "queuing_latency_count", thread_pool_name="pool") == 1
+    assert delta(prefix + "wrapped_run_count") == 1
