@@ -11,6 +11,7 @@ from pathlib import Path
 
 import grpc
 
+from serving.metrics import Metrics
 from serving.servable import Servable
 from serving.serving_error import ServingError
 
@@ -78,15 +79,23 @@ class ModelWarmup:
                     "num_request_iterations: %d", path, self.num_request_iterations)
         start = time.monotonic()
         count = 0
-        for record in _records(path):
-            log = _parse(record, path)
-            for _ in range(self.num_request_iterations):
-                _run(servable, log)
-            count += 1
-            if count > MAX_NUM_RECORDS:
-                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                                   f"Number of warmup records exceeds the maximum "
-                                   f"({MAX_NUM_RECORDS}) at {path}")
+        code = grpc.StatusCode.UNKNOWN
+        try:
+            for record in _records(path):
+                log = _parse(record, path)
+                for _ in range(self.num_request_iterations):
+                    _run(servable, log)
+                count += 1
+                if count > MAX_NUM_RECORDS:
+                    raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                                       f"Number of warmup records exceeds the maximum "
+                                       f"({MAX_NUM_RECORDS}) at {path}")
+            code = grpc.StatusCode.OK
+        except ServingError as error:
+            code = error.code
+            raise
+        finally:  # TF Serving's model_warmup_latency{model_path,status}
+            Metrics.default().record_warmup(str(servable.path), code, time.monotonic() - start)
         logger.info("Finished reading warmup data for model at %s. Number of warmup records "
                     "read: %d. Elapsed time (microseconds): %d.", path, count,
                     (time.monotonic() - start) * 1e6)

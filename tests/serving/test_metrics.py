@@ -244,3 +244,32 @@ def test_batching_session_metrics(model_bases, tmp_path):
     assert delta(prefix + "padding_size_sum", execution_batch_size="4") == 1
     assert delta(prefix + "queuing_latency_count", thread_pool_name="pool") == 1
     assert delta(prefix + "wrapped_run_count") == 1
+
+
+def test_warmup_latency_per_version_and_status(tmp_path):
+    from serving.model_warmup import ModelWarmup
+    from serving.servable import Servable
+    from tests.serving.lifecycle_models import predict_log
+    from tests.serving.lifecycle_models import write_warmup_requests
+    from tests.serving.models import build_half_plus_two
+
+    good = build_half_plus_two(tmp_path / "good" / "1")
+    write_warmup_requests(good, [predict_log(inputs={"x": np.array([[1.0]], np.float32)})])
+    bad = build_half_plus_two(tmp_path / "bad" / "1")
+    write_warmup_requests(bad, [], raw=[b"not a PredictionLog"])
+    name = ":tensorflow:serving:model_warmup_latency_count"
+    before = Metrics.default().exposition()
+
+    for path in (good, bad):
+        servable = Servable.load("half", 1, path)
+        try:
+            ModelWarmup(True, 1).run(servable)
+        except ServingError:
+            pass
+        finally:
+            servable.close()
+
+    after = Metrics.default().exposition()
+    assert metric_value(after, name, model_path=str(good), status="OK") - metric_value(
+        before, name, model_path=str(good), status="OK") == 1
+    assert metric_value(after, name, model_path=str(bad), status="INVALID_ARGUMENT") == 1
