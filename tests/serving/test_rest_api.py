@@ -204,3 +204,30 @@ def test_url_encoded_model_name(rest_port):
     status, body = rest_json(rest_port, "GET", "/v1/models/h%61lf")
 
     assert status == 200 and body["model_version_status"][0]["state"] == "AVAILABLE"
+
+
+def test_version_labels_from_a_model_config_file(model_bases, tmp_path):
+    from serving import Server
+    from serving.server_options import ANY_FREE_PORT
+
+    config = tmp_path / "models.config"
+    config.write_text(f"""model_config_list {{ config {{
+        name: "tf2" base_path: "{model_bases['tf2']}" model_platform: "tensorflow"
+        model_version_policy {{ all {{}} }}
+        version_labels {{ key: "stable" value: 1 }} version_labels {{ key: "canary" value: 2 }}
+    }} }}""")
+    with Server(port=0, rest_api_port=ANY_FREE_PORT, file_system_poll_wait_seconds=0,
+                model_config_file=str(config)) as server:
+        port = server.rest_port
+        stable = rest_json(port, "POST", "/v1/models/tf2/labels/stable:predict",
+                           {"instances": [3.0]})
+        canary = rest_json(port, "POST", "/v1/models/tf2/labels/canary:predict",
+                           {"instances": [3.0]})
+        metadata = rest_json(port, "GET", "/v1/models/tf2/labels/stable/metadata")
+        status = rest_json(port, "GET", "/v1/models/tf2/labels/stable")
+
+    assert stable == (200, {"predictions": [3.0]})
+    assert canary == (200, {"predictions": [6.0]})
+    assert metadata[1]["model_spec"]["version"] == "1"
+    # As TF Serving's GetModelStatus, a label does not narrow the status.
+    assert [v["version"] for v in status[1]["model_version_status"]] == ["2", "1"]
