@@ -1,11 +1,14 @@
-"""TF Serving's `BatchingParameters` and `SSLConfig` messages, which the `tensorflow-serving-api`
-wheel does not ship (it has `apis/` and a few `config/` modules, but neither
-`servables/tensorflow/session_bundle_config_pb2` nor `config/ssl_config_pb2`).
+"""TF Serving's `BatchingParameters`, `SSLConfig` and `MonitoringConfig` messages, which the
+`tensorflow-serving-api` wheel does not ship (it has `apis/` and a few `config/` modules, but not
+`servables/tensorflow/session_bundle_config_pb2`, `config/ssl_config_pb2` or
+`config/monitoring_config_pb2`).
 
-The messages are built here from descriptors with TF Serving's package, names, field numbers and
-types (`servables/tensorflow/session_bundle_config.proto`, `config/ssl_config.proto`), in a
-private descriptor pool, so that `text_format` parses the very files `tensorflow_model_server`
-reads. When a `tensorflow_serving` install does provide the generated modules, those are used.
+They are only the formats of TF Serving's flag files, never sent on the wire. The messages are
+built here from descriptors with TF Serving's package, names, field numbers and types
+(`servables/tensorflow/session_bundle_config.proto`, `config/ssl_config.proto`,
+`config/monitoring_config.proto`), in a private descriptor pool, so that `text_format` parses the
+very files `tensorflow_model_server` reads. When a `tensorflow_serving` install does provide the
+generated modules, those are used.
 """
 
 from __future__ import annotations
@@ -47,17 +50,29 @@ _SSL_CONFIG_FIELDS = (
     ("client_verify", 4, _FIELD.TYPE_BOOL, None, _FIELD.LABEL_OPTIONAL),
 )
 
+_PROMETHEUS_CONFIG_FIELDS = (
+    ("enable", 1, _FIELD.TYPE_BOOL, None, _FIELD.LABEL_OPTIONAL),
+    ("path", 2, _FIELD.TYPE_STRING, None, _FIELD.LABEL_OPTIONAL),
+)
 
-def _file_descriptor(name: str, message: str, fields) -> descriptor_pb2.FileDescriptorProto:
+_MONITORING_CONFIG_FIELDS = (
+    ("prometheus_config", 1, _FIELD.TYPE_MESSAGE, f".{_PACKAGE}.PrometheusConfig",
+     _FIELD.LABEL_OPTIONAL),
+)
+
+
+def _file_descriptor(name: str, *messages) -> descriptor_pb2.FileDescriptorProto:
+    """A .proto file of `(message name, fields)` pairs in TF Serving's package."""
     proto = descriptor_pb2.FileDescriptorProto(
         name=name, package=_PACKAGE, syntax="proto3",
         dependency=["google/protobuf/wrappers.proto"])
-    message_proto = proto.message_type.add(name=message)
-    for field_name, number, field_type, type_name, label in fields:
-        field = message_proto.field.add(name=field_name, number=number, type=field_type,
-                                        label=label, json_name=_json_name(field_name))
-        if type_name:
-            field.type_name = type_name
+    for message, fields in messages:
+        message_proto = proto.message_type.add(name=message)
+        for field_name, number, field_type, type_name, label in fields:
+            field = message_proto.field.add(name=field_name, number=number, type=field_type,
+                                            label=label, json_name=_json_name(field_name))
+            if type_name:
+                field.type_name = type_name
     return proto
 
 
@@ -71,9 +86,12 @@ def _pool() -> descriptor_pool.DescriptorPool:
     pool = descriptor_pool.DescriptorPool()
     pool.AddSerializedFile(wrappers_pb2.DESCRIPTOR.serialized_pb)
     pool.Add(_file_descriptor("tfinetune/serving/session_bundle_config.proto",
-                              "BatchingParameters", _BATCHING_PARAMETERS_FIELDS))
-    pool.Add(_file_descriptor("tfinetune/serving/ssl_config.proto", "SSLConfig",
-                              _SSL_CONFIG_FIELDS))
+                              ("BatchingParameters", _BATCHING_PARAMETERS_FIELDS)))
+    pool.Add(_file_descriptor("tfinetune/serving/ssl_config.proto",
+                              ("SSLConfig", _SSL_CONFIG_FIELDS)))
+    pool.Add(_file_descriptor("tfinetune/serving/monitoring_config.proto",
+                              ("PrometheusConfig", _PROMETHEUS_CONFIG_FIELDS),
+                              ("MonitoringConfig", _MONITORING_CONFIG_FIELDS)))
     return pool
 
 
@@ -97,3 +115,14 @@ def ssl_config_message() -> type:
         return message_factory.GetMessageClass(
             _pool().FindMessageTypeByName(f"{_PACKAGE}.SSLConfig"))
     return ssl_config_pb2.SSLConfig
+
+
+@functools.lru_cache(maxsize=None)
+def monitoring_config_message() -> type:
+    """The `tensorflow.serving.MonitoringConfig` message class."""
+    try:
+        from tensorflow_serving.config import monitoring_config_pb2
+    except ImportError:
+        return message_factory.GetMessageClass(
+            _pool().FindMessageTypeByName(f"{_PACKAGE}.MonitoringConfig"))
+    return monitoring_config_pb2.MonitoringConfig

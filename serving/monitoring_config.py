@@ -3,10 +3,8 @@
 
     prometheus_config { enable: true, path: "/monitoring/prometheus/metrics" }
 
-The `tensorflow-serving-api` wheel does not ship `monitoring_config_pb2`, so unless a
-`tensorflow_serving.config.monitoring_config_pb2` is importable the message classes are built
-here from the same schema (package `tensorflow.serving`, same field names and numbers), in a
-private descriptor pool; `text_format` then parses exactly what TF Serving's parser accepts.
+The message class comes from `serving.config_protos` (the `tensorflow-serving-api` wheel does
+not ship `monitoring_config_pb2`).
 """
 
 from __future__ import annotations
@@ -14,40 +12,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import grpc
-from google.protobuf import descriptor_pb2
-from google.protobuf import descriptor_pool
-from google.protobuf import message_factory
 from google.protobuf import text_format
 
+from serving import config_protos
 from serving.serving_error import ServingError
 
 DEFAULT_PROMETHEUS_PATH = "/monitoring/prometheus/metrics"  # PrometheusExporter::kPrometheusPath
-
-
-def _build_message_class():
-    file = descriptor_pb2.FileDescriptorProto(
-        name="tensorflow_serving/config/monitoring_config.proto", package="tensorflow.serving",
-        syntax="proto3")
-    prometheus = file.message_type.add(name="PrometheusConfig")
-    field = descriptor_pb2.FieldDescriptorProto
-    prometheus.field.add(name="enable", number=1, type=field.TYPE_BOOL,
-                         label=field.LABEL_OPTIONAL, json_name="enable")
-    prometheus.field.add(name="path", number=2, type=field.TYPE_STRING,
-                         label=field.LABEL_OPTIONAL, json_name="path")
-    monitoring = file.message_type.add(name="MonitoringConfig")
-    monitoring.field.add(name="prometheus_config", number=1, type=field.TYPE_MESSAGE,
-                         type_name=".tensorflow.serving.PrometheusConfig",
-                         label=field.LABEL_OPTIONAL, json_name="prometheusConfig")
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(file)
-    return message_factory.GetMessageClass(
-        pool.FindMessageTypeByName("tensorflow.serving.MonitoringConfig"))
-
-
-try:
-    from tensorflow_serving.config.monitoring_config_pb2 import MonitoringConfig
-except ImportError:  # the tensorflow-serving-api wheel has no monitoring_config_pb2
-    MonitoringConfig = _build_message_class()
+MonitoringConfig = config_protos.monitoring_config_message()
 
 
 def load_monitoring_config(path: str | Path):
