@@ -90,12 +90,21 @@ class Client:
         tls: Use TLS (`grpc.ssl_channel_credentials`).
         root_certificates: PEM root certificates for TLS (implies `tls`); None uses the
             system roots.
+        private_key: PEM private key of a client certificate, for servers that verify clients
+            (TF Serving's `client_verify`); needs `certificate_chain`; implies `tls`.
+        certificate_chain: PEM client certificate (chain) matching `private_key`.
     """
 
     def __init__(self, target: str, model_name: str, *,
                  signature_name: str = "serving_default", version: int | None = None,
                  timeout: float = 30.0, retries: int = 3, tls: bool = False,
-                 root_certificates: bytes | None = None) -> None:
+                 root_certificates: bytes | None = None, private_key: bytes | None = None,
+                 certificate_chain: bytes | None = None) -> None:
+        if (private_key is None) != (certificate_chain is None):
+            raise ValueError(
+                "A client certificate needs both its private key and its certificate chain. "
+                f"Received: private_key={'set' if private_key else None}, "
+                f"certificate_chain={'set' if certificate_chain else None}")
         self.target = target
         self.model_name = model_name
         self.signature_name = signature_name
@@ -104,8 +113,10 @@ class Client:
         self.retries = retries
         options = [("grpc.max_receive_message_length", _MAX_MESSAGE_LENGTH),
                    ("grpc.max_send_message_length", _MAX_MESSAGE_LENGTH)]
-        if tls or root_certificates is not None:
-            credentials = grpc.ssl_channel_credentials(root_certificates=root_certificates)
+        if tls or root_certificates is not None or private_key is not None:
+            credentials = grpc.ssl_channel_credentials(root_certificates=root_certificates,
+                                                       private_key=private_key,
+                                                       certificate_chain=certificate_chain)
             self._channel = grpc.secure_channel(target, credentials, options=options)
         else:
             self._channel = grpc.insecure_channel(target, options=options)

@@ -9,6 +9,8 @@ import logging
 import click
 
 from tfinetune.cli.quiet_import import import_tensorflow_quietly
+from tfinetune.cli.tls_options import TlsOptions
+from tfinetune.cli.tls_options import tls_options
 from tfinetune.cli.serve import TfServingOption
 
 logger = logging.getLogger(__name__)
@@ -25,8 +27,7 @@ class PredictConfig:
         model_version: Pin a model version; None = the server's latest.
         timeout: Seconds per request attempt.
         batch_size: Texts per Predict request.
-        tls: Connect with TLS.
-        root_certificates: PEM file of root certificates for TLS (implies `tls`).
+        tls: How to reach the server over TLS (plaintext by default).
     """
 
     model_name: str
@@ -35,8 +36,7 @@ class PredictConfig:
     model_version: int | None = None
     timeout: float = 30.0
     batch_size: int = 64
-    tls: bool = False
-    root_certificates: str | None = None
+    tls: TlsOptions = TlsOptions()
 
 
 @click.command("predict", context_settings={"help_option_names": ["-h", "--help"]})
@@ -55,9 +55,7 @@ class PredictConfig:
               help="Seconds per request (UNAVAILABLE is retried).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
               help="Texts per Predict request.")
-@click.option("--tls", is_flag=True, help="Connect with TLS (system root certificates).")
-@click.option("--root-certificates", type=click.Path(exists=True, dir_okay=False),
-              metavar="PEM", help="Root certificates for TLS (implies --tls).")
+@tls_options
 def command(texts: tuple[str, ...], text_pairs: tuple[str, ...], **options) -> None:
     """Classify TEXT arguments (or the lines of stdin, with no TEXT or `-`) through a model
     server, printing one JSON line per text (and "text_pair" for pair models):
@@ -74,7 +72,8 @@ def command(texts: tuple[str, ...], text_pairs: tuple[str, ...], **options) -> N
     tfinetune predict --model-name nli "A man sleeps." --text-pair "Nobody sleeps."
     cat reviews.txt | tfinetune predict --server host:8500 --model-name sentiment
     """
-    config = PredictConfig(**options)
+    tls = TlsOptions.pop_from(options)
+    config = PredictConfig(**options, tls=tls)
     if not texts or texts == ("-",):
         texts = tuple(_stdin_lines())
     if text_pairs and len(text_pairs) != len(texts):
@@ -93,13 +92,9 @@ def run(config: PredictConfig, texts: list[str], text_pairs: list[str] | None) -
     from serving.client import Client
     from serving.serving_error import ServingError
 
-    root_certificates = None
-    if config.root_certificates:
-        with open(config.root_certificates, "rb") as f:
-            root_certificates = f.read()
     client = Client(config.server, config.model_name, signature_name=config.signature_name,
-                    version=config.model_version, timeout=config.timeout, tls=config.tls,
-                    root_certificates=root_certificates)
+                    version=config.model_version, timeout=config.timeout,
+                    **config.tls.client_arguments())
     with client:
         for start in range(0, len(texts), config.batch_size):
             batch = texts[start:start + config.batch_size]

@@ -11,6 +11,8 @@ from pathlib import Path
 import click
 
 from tfinetune.cli.quiet_import import import_tensorflow_quietly
+from tfinetune.cli.tls_options import TlsOptions
+from tfinetune.cli.tls_options import tls_options
 from tfinetune.batch_scorer import ERROR_COLUMN
 from tfinetune.batch_scorer import BatchScorer
 from tfinetune.errors import ConfigError
@@ -54,6 +56,7 @@ logger = logging.getLogger(__name__)
 @click.option("--metrics-json", type=click.Path(dir_okay=False), metavar="FILE",
               help="Also write the metrics as JSON (needs --label-column).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary on stderr.")
+@tls_options
 def command(input_file, output, metrics_json, quiet, **options) -> None:
     """Score INPUT (CSV, TSV, JSON Lines or Parquet) through a model server into OUT.
 
@@ -73,6 +76,7 @@ def command(input_file, output, metrics_json, quiet, **options) -> None:
     tfinetune score reviews.csv --server localhost:8500 --model-name sentiment \\
         --output scored.csv --label-column label --metrics-json metrics.json
     """
+    tls = TlsOptions.pop_from(options)
     try:
         config = ScoreConfig(input=Path(input_file), output=Path(output), **options)
         if metrics_json and config.label_column is None:
@@ -85,7 +89,7 @@ def command(input_file, output, metrics_json, quiet, **options) -> None:
     from serving.serving_error import ServingError
 
     try:
-        with _make_client(config) as client, _progress_bar(scorer.total_rows, quiet) as bar:
+        with _make_client(config, tls) as client, _progress_bar(scorer.total_rows, quiet) as bar:
             result = scorer.score(client, progress=bar.update)
     except (TfinetuneError, ServingError) as error:
         raise click.ClickException(str(error)) from error
@@ -103,7 +107,7 @@ def command(input_file, output, metrics_json, quiet, **options) -> None:
         )
 
 
-def _make_client(config: ScoreConfig):
+def _make_client(config: ScoreConfig, tls: TlsOptions = TlsOptions()):
     """The gRPC client of the model server (imported here: serving imports TensorFlow)."""
     from serving.client import Client
 
@@ -114,6 +118,7 @@ def _make_client(config: ScoreConfig):
         version=config.model_version,
         timeout=config.timeout,
         retries=config.retries,
+        **tls.client_arguments(),
     )
 
 

@@ -23,7 +23,7 @@ def fake_client(monkeypatch):
     client = FakeClient()
     created = []
 
-    def make_client(config):
+    def make_client(config, tls=None):
         created.append(config)
         return client
 
@@ -238,7 +238,7 @@ def test_real_server_failed_rows_get_error_and_exit_code_1(
     rows[10]["text"] = rows[17]["text"] = "FAIL this row"
     source = write_rows(tmp_path / "in.csv", rows)
     monkeypatch.setattr(score, "_make_client",
-                        lambda config: RoutingClient(config.server, **bad_options))
+                        lambda config, tls=None: RoutingClient(config.server, **bad_options))
     out = tmp_path / "out.csv"
     result = run(source, "--server", f"127.0.0.1:{server.port}", "--model-name", "clf",
                  "-o", out, "--batch-size", "8", "--concurrency", "3")
@@ -264,7 +264,7 @@ def test_server_stopped_after_label_fetch_fails_every_row(tmp_path, model_base, 
             doomed.stop(grace=0)
             return names
 
-    monkeypatch.setattr(score, "_make_client", lambda config: StopAfterLabels(
+    monkeypatch.setattr(score, "_make_client", lambda config, tls=None: StopAfterLabels(
         config.server, config.model_name, retries=config.retries, timeout=config.timeout))
     source = write_rows(tmp_path / "in.csv", review_rows(30))
     out = tmp_path / "out.csv"
