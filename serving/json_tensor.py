@@ -403,7 +403,7 @@ def _json_values(name: str, array: np.ndarray) -> Any:
     if kind in (np.float64, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint32,
                 np.uint64, np.bool_):
         return array.tolist()
-    if kind == object or kind.kind in ("S", "U"):
+    if kind.kind in ("O", "S", "U"):
         as_bytes = name.endswith(_BYTES_SUFFIX)
 
         def convert(value):

@@ -10,7 +10,8 @@ from tfinetune.errors import ModelError
 logger = logging.getLogger(__name__)
 
 # Where the list of transformer blocks lives inside the main layer, per architecture family.
-_LAYER_PATHS = ("encoder.layer", "transformer.layer", "encoder.layers", "encoder.albert_layer_groups")
+_LAYER_PATHS = (
+    "encoder.layer", "transformer.layer", "encoder.layers", "encoder.albert_layer_groups")
 
 
 class BackboneFreezer:

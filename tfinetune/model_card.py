@@ -41,7 +41,8 @@ def model_card(config: FitConfig, labels: Sequence[str], final_metrics: dict | N
         + (f"{config.warmup_steps} steps" if config.warmup_steps is not None
            else f"ratio {config.warmup_ratio:g}")
         + ")",
-        f"- AdamW, weight decay {config.weight_decay:g}, gradient clipping {config.max_grad_norm:g},"
+        f"- AdamW, weight decay {config.weight_decay:g}, "
+        f"gradient clipping {config.max_grad_norm:g},"
         f" seed {config.seed}",
     ]
     if best_epoch is not None:

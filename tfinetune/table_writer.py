@@ -87,7 +87,8 @@ class TableWriter:
             else:
                 self._file = open(self.partial_path, "w", newline="", encoding="utf-8")
         except OSError as error:
-            raise DataError(f"Cannot write {self.partial_path}: {error.strerror or error}") from None
+            raise DataError(
+                f"Cannot write {self.partial_path}: {error.strerror or error}") from None
         self.rows_written = 0
         self._csv_writer = self._parquet_writer = self._parquet_schema = None
         self._parquet_buffer, self._parquet_rows_flushed = [], 0

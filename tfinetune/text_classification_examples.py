@@ -64,7 +64,8 @@ class TextClassificationExamples:
         for row in reader:
             texts.append(_text(row.values.get(text_column), text_column, row.location))
             if pairs is not None:
-                pairs.append(_text(row.values.get(text_pair_column), text_pair_column, row.location))
+                pairs.append(_text(row.values.get(text_pair_column), text_pair_column,
+                                   row.location))
             raw = row.values.get(label_column)
             if problem_type == "regression":
                 values.append(_number(raw, label_column, row.location))

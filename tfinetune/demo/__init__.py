@@ -1,4 +1,4 @@
-"""Small hand-written sentiment data set (negative/positive reviews) for the demo and smoke tests."""
+"""Small hand-written sentiment data set (negative/positive reviews) for the demo and tests."""
 
 from pathlib import Path
 
