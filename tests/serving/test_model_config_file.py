@@ -3,10 +3,6 @@ texts (also through `tfinetune serve`), and `--model_config_file_poll_wait_secon
 
 from __future__ import annotations
 
-import re
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -27,9 +23,9 @@ from tests.serving.models import TESTDATA
 from tests.serving.models import predict_request
 from tests.serving.models import rpc_error
 from tests.serving.models import tfserving_testdata
+from tests.serving.serve_process import ServeProcess
 from tfinetune.cli.serve import command
 
-REPO = Path(__file__).resolve().parents[2]
 X = np.array([3.0], np.float32)
 
 
@@ -234,26 +230,13 @@ def test_serve_command_serves_every_model_of_the_config_file(tmp_path, model_bas
     config = write_model_config(tmp_path / "models.config", [
         {"name": "half", "base_path": model_bases["half"]},
         {"name": "tf2", "base_path": model_bases["tf2"], "policy": "all"}])
-    process = subprocess.Popen(
-        [sys.executable, "-c", "from tfinetune.cli.serve import command; command()",
-         "--port=0", f"--model_config_file={config}", "--file_system_poll_wait_seconds=0",
-         "--model_config_file_poll_wait_seconds=30"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    served = []
-    try:
-        for line in process.stdout:
-            found = re.search(r"Serving model '(\w+)' versions? ([\d, ]+) on (\S+)", line)
-            if found:
-                served.append((found.group(1), found.group(2)))
-            if len(served) == 2 or "Error" in line:
-                break
-        assert served == [("half", "1"), ("tf2", "2, 1")], line
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=60) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    with ServeProcess("--port=0", f"--model_config_file={config}",
+                      "--file_system_poll_wait_seconds=0",
+                      "--model_config_file_poll_wait_seconds=30") as serve:
+        served = [serve.wait_for(r"Serving model '(\w+)' versions? ([\d, ]+) on").groups()
+                  for _ in range(2)]
+        assert served == [("half", "1"), ("tf2", "2, 1")]
+        assert serve.stop() == 0
 
 
 # -- --model_config_file_poll_wait_seconds ----------------------------------------------------

@@ -3,20 +3,11 @@
 from __future__ import annotations
 
 import json
-import queue
-import re
-import signal
 import socket
-import subprocess
-import sys
-import threading
-from pathlib import Path
 
 from tests.serving.models import metric_value
 from tests.serving.models import rest_request
-
-REPO = Path(__file__).resolve().parents[2]
-
+from tests.serving.serve_process import ServeProcess
 
 def free_port() -> int:
     with socket.socket() as probe:
@@ -29,22 +20,11 @@ def test_rest_api_and_prometheus_from_tf_serving_flags(model_bases, tmp_path):
     config.write_text('prometheus_config: {\n  enable: true,\n  path: "/monitoring/prometheus/'
                       'metrics"\n}\n')
     rest_port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-c", "from tfinetune.cli.serve import command; command()",
-         "--port=0", f"--rest_api_port={rest_port}", "--model_name=half",
-         f"--model_base_path={model_bases['half']}", f"--monitoring_config_file={config}",
-         "--rest_api_timeout_in_ms=10000", "--file_system_poll_wait_seconds=0"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines: queue.Queue = queue.Queue()
-    reader = threading.Thread(target=lambda: [lines.put(line) for line in process.stderr],
-                              daemon=True)
-    reader.start()
-    try:
-        announced = None
-        while announced is None:
-            line = lines.get(timeout=120)
-            assert "Error" not in line, line
-            announced = re.search(r"REST API on http://127\.0\.0\.1:(\d+)", line)
+    with ServeProcess("--port=0", f"--rest_api_port={rest_port}", "--model_name=half",
+                      f"--model_base_path={model_bases['half']}",
+                      f"--monitoring_config_file={config}", "--rest_api_timeout_in_ms=10000",
+                      "--file_system_poll_wait_seconds=0") as serve:
+        announced = serve.wait_for(r"REST API on http://127\.0\.0\.1:(\d+)")
         assert int(announced.group(1)) == rest_port
 
         status, _, body = rest_request(rest_port, "POST", "/v1/models/half:predict",
@@ -54,12 +34,7 @@ def test_rest_api_and_prometheus_from_tf_serving_flags(model_bases, tmp_path):
         assert status == 200
         assert metric_value(page, ":tensorflow:serving:request_count", model_name="half",
                             status="OK") == 1
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=60) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        assert serve.stop() == 0
 
 
 def test_the_free_port_sentinel_is_python_api_only(tmp_path):

@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import queue
-import re
-import signal
-import subprocess
-import sys
-import threading
-from pathlib import Path
 
 from click.testing import CliRunner
 
+from tests.serving.serve_process import ServeProcess
 from tfinetune.cli.serve import command
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def test_help_shows_tf_serving_flags_with_dashes_only():
@@ -57,51 +49,21 @@ def test_serves_until_sigterm_then_exits_cleanly(model_bases):
     """A real `serve` process, launched with TF Serving's underscore flags."""
     from serving import Client
 
-    process = subprocess.Popen(
-        [sys.executable, "-c", "from tfinetune.cli.serve import command; command()",
-         "--port=0", "--model_name=text", f"--model_base_path={model_bases['text']}",
-         "--file_system_poll_wait_seconds=0"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines: queue.Queue = queue.Queue()
-    reader = threading.Thread(target=lambda: [lines.put(line) for line in process.stderr],
-                              daemon=True)
-    reader.start()
-    try:
-        address = None
-        while address is None:
-            line = lines.get(timeout=120)
-            found = re.search(r"Serving model 'text' version 1 on (\S+)", line)
-            address = found and found.group(1)
+    with ServeProcess("--port=0", "--model_name=text", f"--model_base_path={model_bases['text']}",
+                      "--file_system_poll_wait_seconds=0") as serve:
+        address = serve.wait_for(r"Serving model 'text' version 1 on (\S+)").group(1)
         with Client(address, "text") as client:
             assert client.predict(["good"])[0].label == "positive"
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=60) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    reader.join(timeout=10)
-    rest = "".join(iter(lambda: lines.get_nowait() if not lines.empty() else None, None))
-    assert "Server stopped." in rest
+        assert serve.stop() == 0
+        assert "Server stopped." in serve.rest_of_output()
 
 
 def test_model_version_policy_all_serves_every_version_directory(model_bases):
-    process = subprocess.Popen(
-        [sys.executable, "-c", "from tfinetune.cli.serve import command; command()",
-         "--port=0", "--model-name=tf2", f"--model-base-path={model_bases['tf2']}",
-         "--model-version-policy=all", "--file-system-poll-wait-seconds=0"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        for line in process.stdout:
-            if "Serving model" in line or "Error" in line:
-                break
-        assert "Serving model 'tf2' versions 2, 1 on" in line, line
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=60) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    with ServeProcess("--port=0", "--model-name=tf2", f"--model-base-path={model_bases['tf2']}",
+                      "--model-version-policy=all",
+                      "--file-system-poll-wait-seconds=0") as serve:
+        serve.wait_for(r"Serving model 'tf2' versions 2, 1 on")
+        assert serve.stop() == 0
 
 
 def test_bad_model_version_policy_is_a_usage_error(tmp_path):
