@@ -9,6 +9,7 @@ from tests.serving.models import metric_value
 from tests.serving.models import rest_request
 from tests.serving.serve_process import ServeProcess
 
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
