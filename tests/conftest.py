@@ -120,31 +120,33 @@ def sentiment_data(tmp_path_factory) -> dict:
     }
 
 
-def _fit_run_dir(directory: Path, tiny_model_dir: Path, text_pair_column: str | None) -> Path:
-    """A run directory written by a real (short) `tfinetune.fit` of the tiny BERT."""
-    rows = synthetic_sentiment_rows(64, seed=11)
-    if text_pair_column:
-        # The sentiment sits in the second segment; the first is neutral context.
-        rows = [{"text": " ".join(NEUTRAL_WORDS[i % 7:i % 7 + 3]), text_pair_column: row["text"],
-                 "label": row["label"]} for i, row in enumerate(rows)]
+def _fit_run_dir(directory: Path, tiny_model_dir: Path, rows: list[dict], **options) -> Path:
+    """A run directory written by a real (short) `tfinetune.fit` of the tiny BERT on `rows`;
+    `options` are FitConfig fields (2 epochs unless given)."""
     train = write_csv(directory.parent / f"{directory.name}-train.csv", rows)
     tfinetune.fit(tfinetune.FitConfig(
         model=str(tiny_model_dir), train=str(train), output_dir=str(directory),
-        text_pair_column=text_pair_column, epochs=2, batch_size=16, learning_rate=3e-3,
-        max_length=32, seed=0))
+        **{"epochs": 2, "batch_size": 16, "learning_rate": 3e-3, "max_length": 32, "seed": 0,
+           **options}))
     return directory
 
 
 @pytest.fixture(scope="session")
 def tiny_run_dir(tmp_path_factory, tiny_model_dir) -> Path:
     """A finished single-text classification run directory, written by `tfinetune.fit`."""
-    return _fit_run_dir(tmp_path_factory.mktemp("runs") / "single", tiny_model_dir, None)
+    return _fit_run_dir(tmp_path_factory.mktemp("runs") / "single", tiny_model_dir,
+                        synthetic_sentiment_rows(64, seed=11))
 
 
 @pytest.fixture(scope="session")
 def tiny_pair_run_dir(tmp_path_factory, tiny_model_dir) -> Path:
     """A finished sentence-pair classification run directory (`text` + `text_pair`)."""
-    return _fit_run_dir(tmp_path_factory.mktemp("runs") / "pair", tiny_model_dir, "text_pair")
+    # The sentiment sits in the second segment; the first is neutral context.
+    rows = [{"text": " ".join(NEUTRAL_WORDS[i % 7:i % 7 + 3]), "text_pair": row["text"],
+             "label": row["label"]}
+            for i, row in enumerate(synthetic_sentiment_rows(64, seed=11))]
+    return _fit_run_dir(tmp_path_factory.mktemp("runs") / "pair", tiny_model_dir, rows,
+                        text_pair_column="text_pair")
 
 
 @pytest.fixture(scope="session")
@@ -152,26 +154,18 @@ def tiny_multi_label_run_dir(tmp_path_factory, tiny_model_dir) -> Path:
     """A multi-label run directory (labels `neg`, `pos`; delimiter "|"; threshold 0.5) written
     by a short real `tfinetune.fit`. Barely trained: tests needing text-dependent outputs use
     the sensitive copies of tests/export/conftest.py."""
-    directory = tmp_path_factory.mktemp("runs") / "multi-label"
-    train = write_csv(directory.parent / "multi-label-train.csv", multi_label_rows(32, seed=11))
-    tfinetune.fit(tfinetune.FitConfig(
-        model=str(tiny_model_dir), train=str(train), output_dir=str(directory),
-        problem_type="multi-label", label_delimiter="|", epochs=1, batch_size=16,
-        learning_rate=3e-3, max_length=32, seed=0))
-    return directory
+    return _fit_run_dir(tmp_path_factory.mktemp("runs") / "multi-label", tiny_model_dir,
+                        multi_label_rows(32, seed=11), problem_type="multi-label",
+                        label_delimiter="|", epochs=1)
 
 
 @pytest.fixture(scope="session")
 def tiny_regression_run_dir(tmp_path_factory, tiny_model_dir) -> Path:
     """A regression run directory (target column `score`) written by a short real
     `tfinetune.fit`."""
-    directory = tmp_path_factory.mktemp("runs") / "regression"
-    train = write_csv(directory.parent / "regression-train.csv", regression_rows(32, seed=11))
-    tfinetune.fit(tfinetune.FitConfig(
-        model=str(tiny_model_dir), train=str(train), output_dir=str(directory),
-        label_column="score", problem_type="regression", epochs=1, batch_size=16,
-        learning_rate=3e-3, max_length=32, seed=0))
-    return directory
+    return _fit_run_dir(tmp_path_factory.mktemp("runs") / "regression", tiny_model_dir,
+                        regression_rows(32, seed=11), label_column="score",
+                        problem_type="regression", epochs=1)
 
 
 @pytest.fixture(scope="session")
