@@ -113,6 +113,8 @@ def export_model(
     run = RunDirectory.open(run_dir)
     base = _check_base_path(base_path)
     version = _choose_version(base, version)
+    if run.task != SUPPORTED_TASK:
+        return _export_task(run, base, version, max_length, parity_texts)
     model = run.load_model()
     tokenizer = run.load_tokenizer()
     max_length = _resolve_max_length(run, model, max_length)
@@ -163,6 +165,63 @@ def export_model(
         signatures=module.signature_names,
         max_abs_difference=difference,
     )
+
+
+def _export_task(run: RunDirectory, base: Path, version: int, max_length: int | None,
+                 parity_texts: Any) -> ExportResult:
+    """Exports a run of a task other than text classification through its `TaskExport`."""
+    from export.task_export import task_export_class
+
+    task_export = task_export_class(run.task)(run, max_length=max_length,
+                                              parity_texts=parity_texts)
+    base_existed = base.exists()
+    temp_dir = _make_temp_dir(base, version)
+    try:
+        task_export.save(temp_dir)
+        assets = temp_dir / ASSETS_EXTRA
+        assets.mkdir(parents=True, exist_ok=True)
+        extra = task_export.write_assets(assets)
+        if run.labels:
+            (assets / LABELS_FILE).write_text(
+                json.dumps({"labels": list(run.labels)}, indent=2) + "\n", encoding="utf-8")
+        shutil.copyfile(run.path / FIT_CONFIG_FILE, assets / FIT_CONFIG_FILE)
+        config = {
+            "task": run.task,
+            "labels": list(run.labels),
+            "max_length": task_export.max_length,
+            "version": version,
+            "run_dir": str(run.path.resolve()),
+            "base_model": run.fit_config.get("model"),
+            "signatures": list(task_export.signature_names),
+            **extra,
+            **_provenance(),
+        }
+        (assets / EXPORT_CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n",
+                                                 encoding="utf-8")
+        difference = task_export.check_parity(temp_dir)
+        final_dir = base / str(version)
+        _rename_without_replacing(temp_dir, final_dir, version)
+    except BaseException:
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        if not base_existed:
+            _remove_if_empty(base)
+        raise
+    logger.info("Exported %s (%s) as version %d to %s (signatures: %s; parity max |difference| "
+                "%.3g)", run.path, run.task, version, final_dir,
+                ", ".join(task_export.signature_names), difference)
+    return ExportResult(path=final_dir, version=version,
+                        signatures=tuple(task_export.signature_names),
+                        max_abs_difference=difference)
+
+
+def _provenance() -> dict[str, Any]:
+    return {
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "tfinetune_version": _distribution_version("tfinetune"),
+        "tensorflow_version": tf.__version__,
+        "tensorflow_text_version": _distribution_version("tensorflow-text"),
+        "transformers_version": _distribution_version("transformers"),
+    }
 
 
 def save_module(module: ClassifierServingModule, export_dir: Path) -> None:
@@ -315,11 +374,7 @@ def _write_assets_extra(
         "base_model": run.fit_config.get("model"),
         "signatures": list(signatures),
         "tokenizer": type(tokenizer).__name__,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "tfinetune_version": _distribution_version("tfinetune"),
-        "tensorflow_version": tf.__version__,
-        "tensorflow_text_version": _distribution_version("tensorflow-text"),
-        "transformers_version": _distribution_version("transformers"),
+        **_provenance(),
     }
     (directory / EXPORT_CONFIG_FILE).write_text(
         json.dumps(config, indent=2) + "\n", encoding="utf-8"

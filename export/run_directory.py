@@ -18,6 +18,10 @@ LABELS_FILE = "labels.json"
 FIT_CONFIG_FILE = "fit_config.yaml"
 MODEL_CONFIG_FILE = "config.json"
 SUPPORTED_TASK = "text-classification"
+#: Every task `tfinetune fit --task` writes (export never imports tfinetune).
+TASKS = ("text-classification", "token-classification", "question-answering", "seq2seq")
+#: Tasks whose run directory has a `labels.json` (class or tag names).
+LABELLED_TASKS = ("text-classification", "token-classification")
 PROBLEM_TYPES = ("single-label", "multi-label", "regression")
 #: The model config's `problem_type` for each problem type (transformers' names).
 HF_PROBLEM_TYPES = {"single-label": "single_label_classification",
@@ -36,7 +40,8 @@ class RunDirectory:
 
     Attributes:
         path: The run directory.
-        labels: The label names; index = class id (regression: one name, the target column).
+        labels: The label names; index = class id (regression: one name, the target column;
+            token classification: the tag names; empty for tasks without labels).
         fit_config: The parsed `fit_config.yaml`.
     """
 
@@ -64,10 +69,11 @@ class RunDirectory:
                 f"{MODEL_CONFIG_FILE}, the model weights, {LABELS_FILE} and {FIT_CONFIG_FILE}). "
                 f"Received: run_dir='{path}'"
             )
-        labels_content = _read_labels_file(path)
         fit_config = _read_fit_config(path)
-        labels = _checked_labels(labels_content, path / LABELS_FILE,
-                                 fit_config.get("problem_type", "single-label"))
+        labels: tuple[str, ...] = ()
+        if fit_config.get("task", SUPPORTED_TASK) in LABELLED_TASKS:
+            labels = _checked_labels(_read_labels_file(path), path / LABELS_FILE,
+                                     fit_config.get("problem_type", "single-label"))
         if not (path / MODEL_CONFIG_FILE).is_file():
             raise RunDirError(
                 f"Missing {MODEL_CONFIG_FILE} in the run directory. Expected the fine-tuned model "
@@ -75,6 +81,11 @@ class RunDirectory:
                 f"without {MODEL_CONFIG_FILE}"
             )
         return cls(path=path, labels=labels, fit_config=fit_config)
+
+    @property
+    def task(self) -> str:
+        """The run's task (`fit_config.yaml`'s `task`; `text-classification` when absent)."""
+        return self.fit_config.get("task", SUPPORTED_TASK)
 
     @property
     def text_pair(self) -> bool:
@@ -221,9 +232,9 @@ def _read_fit_config(path: Path) -> dict[str, Any]:
             f"text_pair_column. Received: {type(config).__name__} in {config_path}"
         )
     task = config.get("task", SUPPORTED_TASK)
-    if task != SUPPORTED_TASK:
+    if task not in TASKS:
         raise RunDirError(
-            f"Unsupported task in {FIT_CONFIG_FILE}. Expected task: {SUPPORTED_TASK}. "
+            f"Unsupported task in {FIT_CONFIG_FILE}. Expected one of {list(TASKS)}. "
             f"Received: task={task!r} in {config_path}"
         )
     problem_type = config.get("problem_type", "single-label")

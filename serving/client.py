@@ -6,7 +6,11 @@ exported with tfinetune's `serving_default` signature: inputs `text` (and `text_
 
 - single-label: `probabilities`, `label_id`, `label` and `classes`;
 - multi-label: `scores`, `classes` and `predicted` (1 where the score reaches the threshold);
-- regression: `value`.
+- regression: `value`;
+
+and for the other tasks' exports those of their `TaskCodec` (`serving.task_codec`): token
+classification (entities), question answering (`question` + `context` → answer span) and
+seq2seq (generated text).
 
 The client needs no flag for the type: it reads it from the outputs the model returns.
 """
@@ -123,6 +127,8 @@ class Client:
         self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self._label_names: list[str] | None = None
         self._problem_type: str | None = None
+        self._task_codec = None
+        self._codec_known = False
         self._lock = threading.Lock()
 
     def predict(self, texts: Sequence[str],
@@ -144,12 +150,35 @@ class Client:
                              f"{len(texts)}. Received: {len(text_pairs)}")
         if not texts:
             return []
+        codec = self._codec()
+        names = codec.inputs if codec is not None else ("text", "text_pair")
+        if text_pairs is None and len(names) > 1 and codec is not None:
+            raise ValueError(f"Model '{self.model_name}' ({codec.task}) takes two inputs, "
+                             f"{list(names)}: give text_pairs for '{names[1]}'.")
         request = self._request()
-        request.inputs["text"].CopyFrom(_string_tensor(texts))
+        request.inputs[names[0]].CopyFrom(_string_tensor(texts))
         if text_pairs is not None:
-            request.inputs["text_pair"].CopyFrom(_string_tensor(text_pairs))
+            request.inputs[names[1]].CopyFrom(_string_tensor(text_pairs))
         response = self._call("Predict", self._stub.Predict, request)
-        return self._predictions(response, len(texts))
+        return self._predictions(response, len(texts), texts, text_pairs)
+
+    def task(self) -> str:
+        """`text-classification`, or the task of a `TaskCodec` whose outputs the signature has
+        (cached; read with GetModelMetadata)."""
+        codec = self._codec()
+        return codec.task if codec is not None else "text-classification"
+
+    def _codec(self):
+        """The signature's `TaskCodec`, or None for a text classifier (cached)."""
+        with self._lock:
+            if self._codec_known:
+                return self._task_codec
+        from serving.task_codec import codec_for_outputs
+
+        codec = codec_for_outputs(self._signature().outputs)
+        with self._lock:
+            self._task_codec, self._codec_known = codec, True
+        return codec
 
     def problem_type(self) -> str:
         """`single-label`, `multi-label` or `regression`, from the signature's outputs (cached;
@@ -177,7 +206,7 @@ class Client:
         problem_type = self._signature_problem_type(signature)
         with self._lock:
             self._problem_type = problem_type
-        if problem_type == REGRESSION:
+        if problem_type not in (SINGLE_LABEL, MULTI_LABEL):  # regression and other tasks
             with self._lock:
                 self._label_names = []
             return []
@@ -245,6 +274,11 @@ class Client:
         raise AssertionError("unreachable")
 
     def _signature_problem_type(self, signature) -> str:
+        from serving.task_codec import codec_for_outputs
+
+        codec = codec_for_outputs(signature.outputs)
+        if codec is not None:
+            return codec.task
         problem_type = _problem_type(signature.outputs)
         if problem_type is None:
             raise ServingError(
@@ -262,7 +296,28 @@ class Client:
                 f"the outputs {_expected_outputs()}. Received: {sorted(response.outputs)}")
         return tensor_codec.to_ndarray(response.outputs[alias])
 
-    def _predictions(self, response, count: int) -> list[Prediction]:
+    def _predictions(self, response, count: int, texts: Sequence[str] = (),
+                     text_pairs: Sequence[str] | None = None) -> list[Prediction]:
+        from serving.task_codec import codec_for_outputs
+
+        codec = codec_for_outputs(response.outputs)
+        if codec is not None:
+            outputs = {alias: tensor_codec.to_ndarray(tensor)
+                       for alias, tensor in response.outputs.items()}
+            try:
+                predictions = codec.predictions(outputs, list(texts),
+                                                list(text_pairs) if text_pairs else None)
+            except ValueError as error:
+                raise ServingError(
+                    grpc.StatusCode.INTERNAL,
+                    f"The response of model '{self.model_name}' ({codec.task}) is not as "
+                    f"expected: {error}") from None
+            if len(predictions) != count:
+                raise ServingError(
+                    grpc.StatusCode.INTERNAL,
+                    f"The response of model '{self.model_name}' has {len(predictions)} rows for "
+                    f"{count} inputs.")
+            return predictions
         problem_type = _problem_type(response.outputs)
         if problem_type is None:
             self._output(response, "probabilities")  # raises, naming what was expected

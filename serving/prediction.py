@@ -8,6 +8,9 @@ from dataclasses import fields
 SINGLE_LABEL = "single-label"
 MULTI_LABEL = "multi-label"
 REGRESSION = "regression"
+TOKEN_CLASSIFICATION = "token-classification"
+QUESTION_ANSWERING = "question-answering"
+SEQ2SEQ = "seq2seq"
 
 
 @dataclass(frozen=True)
@@ -18,6 +21,11 @@ class Prediction:
     - single-label (`probabilities` output): `label`, `label_id`, `probabilities`.
     - multi-label (`scores` + `predicted` outputs): `labels` and `scores`.
     - regression (`value` output): `value`.
+    - token classification: `entities`, each `{"type", "start", "end", "text", "score"}`
+      (character offsets into the input text, `end` exclusive).
+    - question answering: `answer`, `start`, `end` (character offsets into the context,
+      `end` exclusive; an empty answer with start = end = 0 means "no answer") and `score`.
+    - seq2seq: `generated_text`.
 
     Attributes:
         label: The predicted label name (single-label).
@@ -26,6 +34,12 @@ class Prediction:
         labels: The predicted label names, in class order, possibly empty (multi-label).
         scores: Label name -> sigmoid score, in class order (multi-label).
         value: The predicted number (regression).
+        entities: The entities found (token classification).
+        answer: The answer span's text (question answering).
+        start: Its first character in the context (question answering).
+        end: One past its last character (question answering).
+        score: The answer's score (question answering).
+        generated_text: The generated text (seq2seq).
     """
 
     label: str | None = None
@@ -34,10 +48,23 @@ class Prediction:
     labels: list[str] | None = None
     scores: dict[str, float] | None = None
     value: float | None = None
+    entities: list[dict] | None = None
+    answer: str | None = None
+    start: int | None = None
+    end: int | None = None
+    score: float | None = None
+    generated_text: str | None = None
 
     @property
     def problem_type(self) -> str:
-        """`single-label`, `multi-label` or `regression`, from the fields that are set."""
+        """`single-label`, `multi-label` or `regression` for text classifiers, else the task
+        (`token-classification`, `question-answering`, `seq2seq`), from the fields set."""
+        if self.entities is not None:
+            return TOKEN_CLASSIFICATION
+        if self.answer is not None:
+            return QUESTION_ANSWERING
+        if self.generated_text is not None:
+            return SEQ2SEQ
         if self.value is not None:
             return REGRESSION
         if self.scores is not None:

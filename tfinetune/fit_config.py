@@ -19,7 +19,10 @@ from tfinetune.problem_type import PROBLEM_TYPES
 logger = logging.getLogger(__name__)
 
 SCHEDULES = ("linear", "cosine", "polynomial", "exponential", "constant")
-TASKS = ("text-classification",)
+TASKS = ("text-classification", "token-classification", "question-answering", "seq2seq")
+#: `max_length` when none is given, per task (source tokens for seq2seq).
+DEFAULT_MAX_LENGTH = {"text-classification": 128, "token-classification": 128,
+                      "question-answering": 384, "seq2seq": 512}
 
 # Names users bring from Hugging Face `TrainingArguments` / the example scripts → our names.
 ALIASES = {
@@ -31,6 +34,10 @@ ALIASES = {
     "train_file": "train",
     "validation_file": "validation",
     "max_seq_length": "max_length",
+    "max_source_length": "max_length",
+    "text_column_name": "tokens_column",
+    "label_column_name": "tags_column",
+    "summary_column": "target_column",
 }
 # Hugging Face scheduler names → ours.
 SCHEDULE_ALIASES = {"constant_with_warmup": "constant"}
@@ -48,7 +55,9 @@ class FitConfig:
         text_column: Column holding the text.
         text_pair_column: Optional second text column (sentence-pair tasks).
         label_column: Column holding the label (strings or integers).
-        max_length: Tokens per example after truncation.
+        max_length: Tokens per example after truncation (question + context window for
+            question answering, source tokens for seq2seq); default per task: 128, 384 for
+            question-answering, 512 for seq2seq.
         epochs: Passes over the training data.
         batch_size: Training batch size.
         eval_batch_size: Validation batch size.
@@ -71,7 +80,25 @@ class FitConfig:
             text: a list, or a `label_delimiter`-separated string) or `regression` (a number).
         threshold: Multi-label: a label is predicted when its sigmoid score is at least this.
         label_delimiter: Multi-label: separator of labels written in one string.
-        task: The fine-tuning task; only `text-classification` for now.
+        task: `text-classification`, `token-classification` (NER), `question-answering`
+            (extractive, SQuAD-style) or `seq2seq` (translation, summarisation).
+        head_hidden_sizes: Text classification: extra dense layers (ReLU, with the classifier
+            dropout) between the encoder's pooled output and the output layer.
+        tokens_column: Token classification (JSONL): the column of token lists.
+        tags_column: Token classification (JSONL): the column of BIO tag lists.
+        question_column: Question answering: the question column.
+        context_column: Question answering: the context column.
+        answers_column: Question answering: the SQuAD `answers` column
+            (`{"text": [...], "answer_start": [...]}`).
+        doc_stride: Question answering: tokens of overlap between windows of a long context.
+        max_answer_length: Question answering: longest answer span, in tokens.
+        version_2_with_negative: Question answering: some questions have no answer (SQuAD v2).
+        source_column: Seq2seq: the source-text column.
+        target_column: Seq2seq: the target-text column.
+        source_prefix: Seq2seq: text put before every source (T5: "translate English to
+            German: ", "summarize: ").
+        max_target_length: Seq2seq: target tokens for training and the generation limit.
+        num_beams: Seq2seq: beams for generation (1 = greedy), in validation and export.
     """
 
     train: str
@@ -81,7 +108,7 @@ class FitConfig:
     text_column: str = "text"
     text_pair_column: str | None = None
     label_column: str = "label"
-    max_length: int = 128
+    max_length: int | None = None
     epochs: int = 3
     batch_size: int = 32
     eval_batch_size: int = 64
@@ -102,8 +129,50 @@ class FitConfig:
     threshold: float = 0.5
     label_delimiter: str = ","
     task: str = "text-classification"
+    head_hidden_sizes: tuple[int, ...] = ()
+    tokens_column: str = "tokens"
+    tags_column: str = "tags"
+    question_column: str = "question"
+    context_column: str = "context"
+    answers_column: str = "answers"
+    doc_stride: int = 128
+    max_answer_length: int = 30
+    version_2_with_negative: bool = False
+    source_column: str = "source"
+    target_column: str = "target"
+    source_prefix: str = ""
+    max_target_length: int = 128
+    num_beams: int = 1
 
     def __post_init__(self):
+        if self.task not in TASKS:
+            raise ConfigError(
+                f"Unsupported task. Expected one of {list(TASKS)}. Received: task={self.task!r}"
+            )
+        if self.max_length is None:
+            object.__setattr__(self, "max_length", DEFAULT_MAX_LENGTH[self.task])
+        object.__setattr__(self, "head_hidden_sizes", _parse_sizes(self.head_hidden_sizes))
+        for name in ("tokens_column", "tags_column", "question_column", "context_column",
+                     "answers_column", "source_column", "target_column"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise ConfigError(
+                    f"Option '{name}' must be a non-empty string. Received: {name}={value!r}")
+        if not isinstance(self.source_prefix, str):
+            raise ConfigError("Option 'source_prefix' must be a string. "
+                              f"Received: source_prefix={self.source_prefix!r}")
+        _check_number(self, "doc_stride", int, minimum=1)
+        _check_number(self, "max_answer_length", int, minimum=1)
+        _check_number(self, "max_target_length", int, minimum=1)
+        _check_number(self, "num_beams", int, minimum=1)
+        if not isinstance(self.version_2_with_negative, bool):
+            raise ConfigError("Option 'version_2_with_negative' must be true or false. "
+                              f"Received: version_2_with_negative={self.version_2_with_negative!r}")
+        if self.task == "question-answering" and self.doc_stride >= self.max_length:
+            raise ConfigError(
+                "Option 'doc_stride' must be smaller than 'max_length' (windows overlap by "
+                f"doc_stride tokens). Received: doc_stride={self.doc_stride}, "
+                f"max_length={self.max_length}")
         for name in ("model", "train", "output_dir", "text_column", "label_column"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
@@ -155,10 +224,12 @@ class FitConfig:
                 f"Unknown learning-rate schedule. Expected one of {list(SCHEDULES)}. "
                 f"Received: schedule={self.schedule!r}"
             )
-        if self.task not in TASKS:
+        if self.head_hidden_sizes and self.task != "text-classification":
             raise ConfigError(
-                f"Unsupported task. Expected one of {list(TASKS)}. Received: task={self.task!r}"
-            )
+                "Option 'head_hidden_sizes' applies to text classification only. Received: "
+                f"head_hidden_sizes={list(self.head_hidden_sizes)} with task={self.task!r}")
+        if self.task != "text-classification":
+            return
         columns = [self.text_column, self.label_column]
         if self.text_pair_column is not None:
             columns.append(self.text_pair_column)
@@ -195,7 +266,9 @@ class FitConfig:
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        values["head_hidden_sizes"] = list(self.head_hidden_sizes)
+        return values
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
@@ -212,6 +285,30 @@ class FitConfig:
             for field in dataclasses.fields(self)
             if field.name not in ignored and getattr(self, field.name) != getattr(other, field.name)
         }
+
+
+def _parse_sizes(value: Any) -> tuple[int, ...]:
+    """`head_hidden_sizes` from "256,128", [256, 128] or () → (256, 128)."""
+    items = value
+    if isinstance(value, str):
+        items = [item.strip() for item in value.split(",") if item.strip()]
+    if isinstance(items, int) and not isinstance(items, bool):
+        items = [items]
+    if not isinstance(items, (list, tuple)):
+        raise ConfigError("Option 'head_hidden_sizes' must be a list of positive integers "
+                          f"(e.g. 256,128). Received: head_hidden_sizes={value!r}")
+    sizes = []
+    for item in items:
+        try:
+            size = int(item)
+        except (TypeError, ValueError):
+            size = None
+        if size is None or isinstance(item, bool) or size < 1 or (
+                isinstance(item, float) and not item.is_integer()):
+            raise ConfigError("Option 'head_hidden_sizes' must be a list of positive integers "
+                              f"(e.g. 256,128). Received: head_hidden_sizes={value!r}")
+        sizes.append(size)
+    return tuple(sizes)
 
 
 def _check_number(config: FitConfig, name: str, kind: type, minimum: float,

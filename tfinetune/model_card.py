@@ -2,37 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any
 
 from tfinetune.fit_config import FitConfig
 
 
-def model_card(config: FitConfig, labels: Sequence[str], final_metrics: dict | None,
-               best_epoch: int | None, train_rows: int, validation_rows: int | None) -> str:
-    """Markdown describing what was fine-tuned, on what, how, and how well."""
-    from tfinetune.problem_type import ProblemType
-
-    monitor = ProblemType(config.problem_type).monitor.removeprefix("val_")
+def model_card(config: FitConfig, task: Any, final_metrics: dict | None,
+               best_epoch: int | None) -> str:
+    """Markdown describing what was fine-tuned (`task`, a `FineTuningTask`), on what, how, and
+    how well."""
+    monitor = task.monitor.removeprefix("val_")
+    train_rows, validation_rows = task.train_rows, task.validation_rows
     lines = [
         "---",
         "library_name: transformers",
-        "pipeline_tag: text-classification",
+        f"pipeline_tag: {task.pipeline_tag}",
         f"base_model: {config.model}",
         "tags: [tensorflow, tfinetune]",
         "---",
         "",
-        f"# Text classifier fine-tuned from `{config.model}`",
+        f"# {config.task} model fine-tuned from `{config.model}`",
         "",
         f"Fine-tuned with tfinetune on `{config.train}` ({train_rows} rows)"
         + (f", validated on `{config.validation}` ({validation_rows} rows)." if config.validation
            else "."),
         "",
-        (f"Target: `{labels[0]}` (regression)." if config.problem_type == "regression" else
-         f"Labels (class id order, {config.problem_type}): "
-         f"{', '.join(f'`{label}`' for label in labels)}."),
-        f"Input: `{config.text_column}`"
-        + (f" + `{config.text_pair_column}`" if config.text_pair_column else "")
-        + f", up to {config.max_length} tokens.",
+        *task.model_card_lines(final_metrics),
         "",
         "## Training",
         "",
@@ -62,8 +57,8 @@ def model_card(config: FitConfig, labels: Sequence[str], final_metrics: dict | N
         "## Use",
         "",
         "```bash",
-        "tfinetune export RUN_DIR --base-path models/classifier",
-        "tfinetune serve --model-name classifier --model-base-path models/classifier",
+        "tfinetune export RUN_DIR --base-path models/my-model",
+        "tfinetune serve --model-name my-model --model-base-path models/my-model",
         "```",
         "",
     ]

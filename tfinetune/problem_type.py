@@ -89,15 +89,19 @@ class ProblemType:
         return ClassificationMetrics.compute(list(targets), logits.argmax(axis=-1).tolist(),
                                              list(labels))
 
-    def epoch_logs(self, metrics: Any) -> dict[str, float]:
-        """The `val_*` scalars of `metrics` for the epoch logs (undefined values left out)."""
-        keys = {
+    @property
+    def epoch_log_keys(self) -> tuple[str, ...]:
+        """The metrics (names without `val_`) that go to the epoch logs."""
+        return {
             "single-label": ("accuracy", "precision", "recall", "f1"),
             "multi-label": ("subset_accuracy", "precision_micro", "recall_micro", "f1_micro",
                             "precision_macro", "recall_macro", "f1_macro"),
             "regression": ("mse", "rmse", "mae", "pearson", "spearman"),
         }[self.name]
-        values = {f"val_{key}": getattr(metrics, key) for key in keys}
+
+    def epoch_logs(self, metrics: Any) -> dict[str, float]:
+        """The `val_*` scalars of `metrics` for the epoch logs (undefined values left out)."""
+        values = {f"val_{key}": getattr(metrics, key) for key in self.epoch_log_keys}
         return {key: float(value) for key, value in values.items() if value is not None}
 
     def training_loss(self):

@@ -24,24 +24,18 @@ def evaluate(model, dataset, targets, labels, problem_type: ProblemType | None =
 
 
 class ValidationMetricsCallback(tf_keras.callbacks.Callback):
-    """Adds `val_loss`, the problem type's `val_*` metrics (single-label: accuracy and macro
-    precision/recall/F1) and `learning_rate` to the epoch logs, so that History, TensorBoard
-    and later callbacks see them.
+    """Adds `val_loss`, the task's `val_*` metrics (e.g. single-label: accuracy and macro
+    precision/recall/F1; NER: entity F1) and `learning_rate` to the epoch logs, so that
+    History, TensorBoard and later callbacks see them.
 
     Args:
-        dataset: Batched `(features, targets)` validation dataset, or None (then only the
-            learning rate is added).
-        targets: The validation targets in dataset order.
-        labels: Label names in class-id order.
-        problem_type: Single-label (default), multi-label or regression.
+        task: The run's `FineTuningTask`; its `validate(model)` gives `(loss, metrics)`, or
+            None without validation data (then only the learning rate is added).
     """
 
-    def __init__(self, dataset, targets, labels, problem_type: ProblemType | None = None):
+    def __init__(self, task):
         super().__init__()
-        self.dataset = dataset
-        self.targets = list(targets) if targets is not None else None
-        self.labels = list(labels)
-        self.problem_type = problem_type or ProblemType()
+        self.task = task
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
@@ -49,11 +43,12 @@ class ValidationMetricsCallback(tf_keras.callbacks.Callback):
         if isinstance(learning_rate, tf_keras.optimizers.schedules.LearningRateSchedule):
             learning_rate = learning_rate(self.model.optimizer.iterations)
         logs["learning_rate"] = float(tf_keras.backend.get_value(learning_rate))
-        if self.dataset is None:
+        validated = self.task.validate(self.model)
+        if validated is None:
             return
-        loss, metrics = evaluate(self.model, self.dataset, self.targets, self.labels,
-                                 self.problem_type)
-        values = {"val_loss": loss, **self.problem_type.epoch_logs(metrics)}
+        loss, metrics = validated
+        values = ({"val_loss": float(loss)} if loss is not None else {})
+        values.update(self.task.epoch_logs(metrics))
         logs.update(values)
         logger.info("Epoch %d validation: %s", epoch + 1,
                     " ".join(f"{key[4:]}={value:.4f}" for key, value in values.items()))

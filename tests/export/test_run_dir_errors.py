@@ -83,10 +83,11 @@ def test_missing_fit_config(run_copy, tmp_path):
 def test_other_task(run_copy, tmp_path):
     from export.errors import RunDirError
 
-    (run_copy / "fit_config.yaml").write_text("task: token-classification\nmax_length: 32\n",
+    (run_copy / "fit_config.yaml").write_text("task: image-segmentation\nmax_length: 32\n",
                                               encoding="utf-8")
-    with pytest.raises(RunDirError, match=r"Expected task: text-classification\. Received: "
-                                          r"task='token-classification'"):
+    with pytest.raises(RunDirError, match=r"Expected one of \['text-classification', "
+                                          r"'token-classification', .*Received: "
+                                          r"task='image-segmentation'"):
         _export(run_copy, tmp_path / "models")
 
 

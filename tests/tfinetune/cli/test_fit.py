@@ -44,7 +44,7 @@ def test_fit_command_trains_and_prints_a_json_summary(tmp_path, tiny_model_dir, 
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["output_dir"] == str(output)
     assert summary["labels"] == ["negative", "positive"]
-    assert set(summary["validation"]) == {"accuracy", "precision", "recall", "f1"}
+    assert set(summary["validation"]) == {"loss", "accuracy", "precision", "recall", "f1"}
     assert (output / "tf_model.h5").is_file()
 
 
