@@ -109,16 +109,18 @@ class RunDirectory:
         return None if value is None else int(value)
 
     def load_model(self) -> Any:
-        """Loads the fine-tuned `TFAutoModelForSequenceClassification` and checks its labels.
+        """Loads the fine-tuned `TFAutoModelForSequenceClassification` (or `DenseHeadClassifier`
+        when the run added dense head layers) and checks its labels.
 
         Raises:
             RunDirError: The model cannot be loaded, or its classes do not match `labels.json`.
         """
         from export import _environment  # noqa: F401  (before transformers)
-        from transformers import TFAutoModelForSequenceClassification
+        from export.dense_head import load_classifier
 
         try:
-            model = TFAutoModelForSequenceClassification.from_pretrained(self.path)
+            # A `--head-hidden-sizes` run (config.json marks it) loads as DenseHeadClassifier.
+            model = load_classifier(self.path)
         except (OSError, ValueError, KeyError) as error:
             raise RunDirError(
                 f"Cannot load the fine-tuned model. Expected a TF sequence-classification model "

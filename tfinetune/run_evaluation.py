@@ -66,15 +66,16 @@ class RunEvaluation:
             problem_type=config.problem_type, label_delimiter=config.label_delimiter)
 
         from transformers import AutoTokenizer
-        from transformers import TFAutoModelForSequenceClassification
 
+        from export.dense_head import load_classifier
         from tfinetune.tokenized_dataset import make_dataset
         from tfinetune.tokenized_dataset import tokenize
         from tfinetune.validation_metrics_callback import evaluate
 
         try:
             tokenizer = AutoTokenizer.from_pretrained(run_dir)
-            model = TFAutoModelForSequenceClassification.from_pretrained(run_dir)
+            # DenseHeadClassifier for `--head-hidden-sizes` runs (marked in config.json).
+            model = load_classifier(run_dir)
         except (OSError, ValueError) as error:
             raise ModelError(f"Cannot load the model of {run_dir}: {error}") from error
         dataset = make_dataset(
