@@ -1,0 +1,281 @@
+"""`TokenClassificationTask`: named-entity recognition (BIO tags per word) with
+`TFAutoModelForTokenClassification`.
+
+Each word of a sentence is tokenized with the model's fast tokenizer
+(`is_split_into_words=True`); the word's tag is the label of its first sub-token, and the other
+sub-tokens, the special tokens and the padding get -100, which transformers' token-classification
+loss ignores. Predictions are read the same way: one tag per word, from its first sub-token.
+Words cut off by `max_length` are predicted `O`.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+from typing import Sequence
+
+import numpy as np
+
+from tfinetune.entity_metrics import EntityMetrics
+from tfinetune.errors import ModelError
+from tfinetune.fine_tuning_task import FineTuningTask
+from tfinetune.fit_config import FitConfig
+from tfinetune.model_source import resolve_model
+from tfinetune.tag_set import OUTSIDE
+from tfinetune.tag_set import TagSet
+from tfinetune.token_classification_examples import TokenClassificationExamples
+
+#: Label of the positions the loss ignores (special tokens, non-first sub-tokens, padding).
+IGNORED = -100
+
+
+class TokenClassificationTask(FineTuningTask):
+    """`fit --task token-classification`: a BIO tag per word (CoNLL or JSON Lines data);
+    monitors the entity-level micro F1 (`val_f1`)."""
+
+    name = "token-classification"
+    pipeline_tag = "token-classification"
+
+    def __init__(self, config: FitConfig) -> None:
+        super().__init__(config)
+        self.train: TokenClassificationExamples | None = None
+        self.validation: TokenClassificationExamples | None = None
+        self._validation_encoding: _Encoding | None = None
+
+    @property
+    def tag_set(self) -> TagSet:
+        return self.train.tag_set
+
+    def read_data(self) -> None:
+        config = self.config
+        self.train = TokenClassificationExamples.read(
+            config.train, tokens_column=config.tokens_column, tags_column=config.tags_column)
+        if config.validation:
+            self.validation = TokenClassificationExamples.read(
+                config.validation, tokens_column=config.tokens_column,
+                tags_column=config.tags_column, tag_set=self.train.tag_set, role="validation")
+
+    @property
+    def train_rows(self) -> int:
+        return len(self.train)
+
+    @property
+    def validation_rows(self) -> int | None:
+        return len(self.validation) if self.validation is not None else None
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(self.tag_set.names)
+
+    def load_model(self) -> tuple[Any, Any]:
+        import tf_keras
+        from transformers import AutoConfig
+        from transformers import TFAutoModelForTokenClassification
+
+        config = self.config
+        source = resolve_model(config.model)
+        tokenizer = _load_tokenizer(source, config.model)
+        try:
+            model_config = AutoConfig.from_pretrained(
+                source, num_labels=len(self.tag_set), id2label=self.tag_set.id2label,
+                label2id=self.tag_set.label2id)
+            if config.classifier_dropout is not None:
+                if not hasattr(model_config, "classifier_dropout"):
+                    raise ModelError(
+                        f"--classifier-dropout is not supported for model type "
+                        f"{model_config.model_type!r}: its config has no classifier_dropout.")
+                model_config.classifier_dropout = config.classifier_dropout
+            tf_keras.utils.set_random_seed(config.seed)
+            model = TFAutoModelForTokenClassification.from_pretrained(
+                source, config=model_config, ignore_mismatched_sizes=True)
+        except (OSError, ValueError, KeyError) as error:
+            raise ModelError(
+                f"Cannot load --model {config.model!r} as a TensorFlow token classifier. "
+                "Expected a Hugging Face model name or directory of a model type with a TF "
+                f"token-classification class (BERT, DistilBERT, RoBERTa, ...). Received: {error}"
+            ) from error
+        if config.freeze_backbone or config.freeze_layers:
+            from tfinetune.backbone_freezer import BackboneFreezer
+
+            freezer = BackboneFreezer(model)
+            if config.freeze_backbone:
+                freezer.freeze_backbone()
+            else:
+                freezer.freeze_layers(config.freeze_layers)
+        return tokenizer, model
+
+    def train_dataset(self, tokenizer: Any) -> tuple[Any, int]:
+        config = self.config
+        encoding = _Encoding.of(tokenizer, self.train, config.max_length)
+        dataset = encoding.dataset(config.batch_size, pad_token_id=tokenizer.pad_token_id or 0,
+                                   shuffle=True, seed=config.seed)
+        return dataset, math.ceil(len(self.train) / config.batch_size)
+
+    def prepare_validation(self, tokenizer: Any) -> None:
+        if self.validation is not None:
+            self._validation_encoding = _Encoding.of(tokenizer, self.validation,
+                                                     self.config.max_length)
+
+    def validate(self, model: Any) -> tuple[float | None, dict[str, Any]] | None:
+        if self._validation_encoding is None:
+            return None
+        loss, metrics = _evaluate(model, self._validation_encoding, self.validation,
+                                  self.config.eval_batch_size)
+        return loss, metrics.as_dict()
+
+    def save_files(self, directory: Path) -> None:
+        self.tag_set.save(directory)
+
+    def model_card_lines(self, metrics: dict[str, Any] | None) -> list[str]:
+        config = self.config
+        lines = [
+            f"Tags (BIO, tag-id order): {', '.join(f'`{tag}`' for tag in self.tag_set.names)}.",
+            f"Input: pre-split words (CoNLL files, or `{config.tokens_column}`/"
+            f"`{config.tags_column}` lists in JSON Lines), up to {config.max_length} tokens; each "
+            "word is tagged from its first sub-token.",
+        ]
+        if metrics and isinstance(metrics.get("per_type"), dict):
+            lines.append("Validation entity F1 per type: " + ", ".join(
+                f"{kind} {scores['f1']:.4f}" for kind, scores in metrics["per_type"].items()))
+        return lines
+
+    @classmethod
+    def evaluate_run(cls, run_dir: Path, config: FitConfig, data: Path, *,
+                     batch_size: int = 64) -> dict[str, Any]:
+        """Loss, entity-level precision/recall/F1 (micro and per type) and token accuracy of the
+        run's model on a labelled CoNLL or JSON Lines file."""
+        from transformers import TFAutoModelForTokenClassification
+
+        run_dir = Path(run_dir)
+        tag_set = TagSet.load(run_dir)
+        examples = TokenClassificationExamples.read(
+            data, tokens_column=config.tokens_column, tags_column=config.tags_column,
+            tag_set=tag_set, role="evaluation")
+        tokenizer = _load_tokenizer(str(run_dir), str(run_dir))
+        try:
+            model = TFAutoModelForTokenClassification.from_pretrained(run_dir)
+        except (OSError, ValueError, KeyError) as error:
+            raise ModelError(f"Cannot load the token classifier of {run_dir}. Expected a model "
+                             f"saved by `tfinetune fit`. Received: {error}") from error
+        if model.config.num_labels != len(tag_set):
+            raise ModelError(
+                f"The model and labels.json of {run_dir} disagree. Expected {len(tag_set)} tags "
+                f"({list(tag_set.names)}). Received: num_labels={model.config.num_labels}")
+        encoding = _Encoding.of(tokenizer, examples, config.max_length)
+        loss, metrics = _evaluate(model, encoding, examples, batch_size)
+        return {"rows": len(examples), "loss": loss, **metrics.as_dict()}
+
+
+def _load_tokenizer(source: str, name: str) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError, KeyError) as error:
+        raise ModelError(
+            f"Cannot load a tokenizer for --model {name!r}. Expected a Hugging Face model name "
+            f"or a directory with tokenizer files. Received: {error}") from error
+    if not getattr(tokenizer, "is_fast", False):
+        raise ModelError(
+            f"Token classification needs a fast (Rust) tokenizer to map sub-tokens to words. "
+            f"Expected a tokenizer.json or a model type with a fast tokenizer. Received: "
+            f"{type(tokenizer).__name__} for --model {name!r}")
+    return tokenizer
+
+
+class _Encoding:
+    """Token features of sentences, with per token the index of its word (None for special
+    tokens) and the training labels (tag id on first sub-tokens, -100 elsewhere)."""
+
+    def __init__(self, features: dict[str, list[list[int]]], word_ids: list[list[int | None]],
+                 labels: list[list[int]]) -> None:
+        self.features = features
+        self.word_ids = word_ids
+        self.labels = labels
+
+    @classmethod
+    def of(cls, tokenizer: Any, examples: TokenClassificationExamples,
+           max_length: int) -> "_Encoding":
+        encoded = tokenizer(examples.tokens, is_split_into_words=True, truncation=True,
+                            max_length=max_length, padding=False, return_attention_mask=True)
+        keys = [key for key in ("input_ids", "attention_mask", "token_type_ids") if key in encoded]
+        word_ids = [encoded.word_ids(i) for i in range(len(examples))]
+        labels = [_aligned_labels(words, tags) for words, tags in
+                  zip(word_ids, examples.tag_ids())]
+        return cls({key: encoded[key] for key in keys}, word_ids, labels)
+
+    def dataset(self, batch_size: int, *, pad_token_id: int, shuffle: bool = False,
+                seed: int | None = None):
+        """`(features, labels)` batches padded to each batch's longest row (labels with -100)."""
+        from tfinetune import _environment  # noqa: F401
+        import tensorflow as tf
+
+        def ragged(rows: list[list[int]]) -> tf.RaggedTensor:
+            lengths = np.fromiter((len(row) for row in rows), dtype=np.int64, count=len(rows))
+            flat = np.fromiter((value for row in rows for value in row), dtype=np.int32,
+                               count=int(lengths.sum()))
+            return tf.RaggedTensor.from_row_lengths(flat, lengths)
+
+        features = {key: ragged(rows) for key, rows in self.features.items()}
+        dataset = tf.data.Dataset.from_tensor_slices((features, ragged(self.labels)))
+        if shuffle:
+            dataset = dataset.shuffle(len(self.labels), seed=seed, reshuffle_each_iteration=True)
+
+        def pad(batch, labels):
+            dense = {key: value.to_tensor(default_value=pad_token_id if key == "input_ids" else 0)
+                     for key, value in batch.items()}
+            return dense, labels.to_tensor(default_value=IGNORED)
+
+        return dataset.ragged_batch(batch_size).map(pad).prefetch(tf.data.AUTOTUNE)
+
+
+def _aligned_labels(word_ids: Sequence[int | None], tag_ids: Sequence[int]) -> list[int]:
+    labels = []
+    previous = None
+    for word in word_ids:
+        labels.append(tag_ids[word] if word is not None and word != previous else IGNORED)
+        previous = word
+    return labels
+
+
+def word_predictions(word_ids: Sequence[int | None], logits: np.ndarray,
+                     words: int) -> list[int | None]:
+    """Per word, the argmax tag id at its first sub-token (None for a word without tokens:
+    truncated away, or made only of characters the tokenizer drops)."""
+    predicted: list[int | None] = [None] * words
+    previous = None
+    for position, word in enumerate(word_ids):
+        if word is not None and word != previous:
+            predicted[word] = int(np.argmax(logits[position]))
+        previous = word
+    return predicted
+
+
+def _evaluate(model: Any, encoding: _Encoding, examples: TokenClassificationExamples,
+              batch_size: int) -> tuple[float, EntityMetrics]:
+    """Mean cross-entropy over the labelled positions and the entity metrics of the words'
+    predicted tags (`O` for words without tokens)."""
+    dataset = encoding.dataset(batch_size, pad_token_id=0)
+    total, count = 0.0, 0
+    predicted_tags: list[list[str]] = []
+    names = examples.tag_set.names
+    row = 0
+    for features, labels in dataset:
+        logits = model(features, training=False).logits.numpy().astype(np.float64)
+        labels = labels.numpy()
+        shifted = logits - logits.max(axis=-1, keepdims=True)
+        log_probabilities = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+        mask = labels != IGNORED
+        if mask.any():
+            picked = np.take_along_axis(log_probabilities, np.where(mask, labels, 0)[..., None],
+                                        axis=-1)[..., 0]
+            total -= float(picked[mask].sum())
+            count += int(mask.sum())
+        for i in range(logits.shape[0]):
+            words = len(examples.tokens[row])
+            ids = word_predictions(encoding.word_ids[row], logits[i], words)
+            predicted_tags.append([OUTSIDE if tag is None else names[tag] for tag in ids])
+            row += 1
+    loss = total / count if count else 0.0
+    return loss, EntityMetrics.compute(examples.tags, predicted_tags)
