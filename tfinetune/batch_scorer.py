@@ -35,6 +35,7 @@ carrying a `code` attribute with a `.name` (like `serving.ServingError`) are rep
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from array import array
@@ -70,7 +71,20 @@ VALUE_COLUMN_IF_TAKEN = "predicted_value"
 SINGLE_LABEL = "single-label"
 MULTI_LABEL = "multi-label"
 REGRESSION = "regression"
-PROBLEM_TYPES = (SINGLE_LABEL, MULTI_LABEL, REGRESSION)
+TOKEN_CLASSIFICATION = "token-classification"
+QUESTION_ANSWERING = "question-answering"
+SEQ2SEQ = "seq2seq"
+#: The kinds of model `score` handles: a text classifier's problem type, or another task.
+PROBLEM_TYPES = (SINGLE_LABEL, MULTI_LABEL, REGRESSION, TOKEN_CLASSIFICATION,
+                 QUESTION_ANSWERING, SEQ2SEQ)
+#: Columns added for the other tasks' predictions (a clash gets the `predicted_` prefix).
+TASK_COLUMNS = {
+    TOKEN_CLASSIFICATION: ("entities",),
+    QUESTION_ANSWERING: ("answer", "answer_start", "answer_end", "answer_score"),
+    SEQ2SEQ: ("generated_text",),
+}
+#: Input columns when `--text-column`/`--text-pair-column` are not given.
+DEFAULT_TEXT_COLUMNS = {QUESTION_ANSWERING: ("question", "context")}
 ERROR_COLUMN = "error"
 # Status codes a single bad row can cause: the batch is split to isolate it.
 SPLIT_ON_CODES = frozenset({"INVALID_ARGUMENT", "RESOURCE_EXHAUSTED", "INTERNAL"})
@@ -103,6 +117,12 @@ class BatchScorer:
         self.reader = TableReader(config.input)
         self.reader.require_columns(
             [config.text_column, config.text_pair_column, config.label_column])
+        if config.text_column is None and not set(
+                DEFAULT_TEXT_COLUMNS[QUESTION_ANSWERING]) <= set(self.reader.columns):
+            # Without a question and a context column only a `text` model can use the file.
+            self.reader.require_columns(["text"])
+        self.text_column = config.text_column or "text"
+        self.text_pair_column = config.text_pair_column
 
     @property
     def total_rows(self) -> int | None:
@@ -130,7 +150,8 @@ class BatchScorer:
         config = self.config
         started = time.monotonic()
         problem_type = self._problem_type(client)
-        labels = [] if problem_type == REGRESSION else self._label_names(client)
+        self._choose_text_columns(problem_type)
+        labels = self._label_names(client) if problem_type in (SINGLE_LABEL, MULTI_LABEL) else []
         columns = self._output_columns(problem_type, labels)
         counts = _Counts(config.label_column, labels, problem_type, config.label_delimiter)
         logger.info(
@@ -181,6 +202,24 @@ class BatchScorer:
                 f"{problem_type!r}")
         return problem_type
 
+    def _choose_text_columns(self, problem_type: str) -> None:
+        """The input columns for the model's task (defaults: `text`; QA: `question` and
+        `context`), checked before anything is sent or written."""
+        config = self.config
+        defaults = DEFAULT_TEXT_COLUMNS.get(problem_type, ("text", None))
+        self.text_column = config.text_column or defaults[0]
+        self.text_pair_column = config.text_pair_column or defaults[1]
+        if problem_type == QUESTION_ANSWERING and self.text_pair_column is None:
+            raise ConfigError("A question-answering model needs a context column. Expected "
+                              "--text-pair-column (default: context).")
+        if problem_type == TOKEN_CLASSIFICATION and config.label_column is not None:
+            raise ConfigError(
+                "--label-column is not supported for token classification: entity-level "
+                "metrics need word-level tags. Expected `tfinetune evaluate RUN_DIR --data "
+                f"FILE.conll|.jsonl` for NER metrics. Received: --label-column "
+                f"{config.label_column}")
+        self.reader.require_columns([self.text_column, self.text_pair_column])
+
     def _label_names(self, client: _Client) -> list[str]:
         config = self.config
         try:
@@ -206,6 +245,17 @@ class BatchScorer:
 
     def _output_columns(self, problem_type: str, labels: list[str]) -> "_Columns":
         inputs = self.reader.columns
+        if problem_type in TASK_COLUMNS:
+            names = {name: name if name not in inputs else f"predicted_{name}"
+                     for name in TASK_COLUMNS[problem_type]}
+            added = [*names.values(), ERROR_COLUMN]
+            clashes = [name for name in added if name in inputs]
+            if clashes:
+                raise ConfigError(
+                    f"The input {self.config.input} already has column(s) {clashes} that "
+                    f"scoring adds. Expected input columns other than {added} (rename them, "
+                    "e.g. when re-scoring an output file).")
+            return _TaskColumns(inputs, names, problem_type)
         name, taken_name, prefix = {
             SINGLE_LABEL: (LABEL_COLUMN, LABEL_COLUMN_IF_TAKEN, PROBABILITY_PREFIX),
             MULTI_LABEL: (LABELS_COLUMN, LABELS_COLUMN_IF_TAKEN, SCORE_PREFIX),
@@ -232,12 +282,13 @@ class BatchScorer:
         """Predicts one batch; returns a prediction or an error message per row."""
         config = self.config
         outcomes: list[_Outcome] = [None] * len(rows)
-        texts, pairs, positions = [], [] if config.text_pair_column else None, []
+        text_column, pair_column = self.text_column, self.text_pair_column
+        texts, pairs, positions = [], [] if pair_column else None, []
         for position, row in enumerate(rows):
-            text = row.values.get(config.text_column)
-            pair = row.values.get(config.text_pair_column) if config.text_pair_column else ""
-            problem = _text_problem(config.text_column, text) or (
-                _text_problem(config.text_pair_column, pair) if pairs is not None else None)
+            text = row.values.get(text_column)
+            pair = row.values.get(pair_column) if pair_column else ""
+            problem = _text_problem(text_column, text) or (
+                _text_problem(pair_column, pair) if pairs is not None else None)
             if problem:
                 outcomes[position] = f"{problem} at {row.location}"
                 continue
@@ -309,6 +360,30 @@ class _Columns:
         return values
 
 
+class _TaskColumns:
+    """The output columns of the other tasks: the input's, then (NER) `entities`; (QA)
+    `answer`, `answer_start`, `answer_end`, `answer_score`; (seq2seq) `generated_text`; then
+    `error`. Entities are a list in JSON Lines and a JSON string in CSV/TSV/Parquet."""
+
+    def __init__(self, inputs: list[str], names: dict[str, str], problem_type: str) -> None:
+        self.inputs = inputs
+        self.names = names
+        self.problem_type = problem_type
+        self.all = [*inputs, *names.values(), ERROR_COLUMN]
+
+    def predicted_values(self, prediction: Any, table_format: str) -> dict[str, Any]:
+        if self.problem_type == TOKEN_CLASSIFICATION:
+            entities = list(prediction.entities)
+            return {self.names["entities"]: entities if table_format == "jsonl"
+                    else json.dumps(entities, ensure_ascii=False)}
+        if self.problem_type == QUESTION_ANSWERING:
+            return {self.names["answer"]: prediction.answer,
+                    self.names["answer_start"]: prediction.start,
+                    self.names["answer_end"]: prediction.end,
+                    self.names["answer_score"]: prediction.score}
+        return {self.names["generated_text"]: prediction.generated_text}
+
+
 class _Counts:
     """Row and failure counts, and what the metrics need (see the accumulators below)."""
 
@@ -318,7 +393,8 @@ class _Counts:
         self.labels = labels
         self.problem_type = problem_type
         accumulator = {SINGLE_LABEL: _ConfusionMatrix, MULTI_LABEL: _MultiLabelCounts,
-                       REGRESSION: _RegressionValues}[problem_type]
+                       REGRESSION: _RegressionValues, QUESTION_ANSWERING: _NoMetrics,
+                       SEQ2SEQ: _NoMetrics, TOKEN_CLASSIFICATION: _NoMetrics}[problem_type]
         self.accumulator = accumulator(labels, label_delimiter)
         self.rows = self.failed = self.excluded_failed = self.excluded_unknown_label = 0
         self.unknown_label_examples: list[str] = []
@@ -441,6 +517,19 @@ class _RegressionValues:
         return RegressionMetrics.compute(self.truth, self.predicted)
 
 
+class _NoMetrics:
+    """For tasks whose scoring run computes no metrics."""
+
+    def __init__(self, labels: list[str], label_delimiter: str) -> None:
+        pass
+
+    def add(self, true_value: Any, prediction: Any) -> bool:
+        return False
+
+    def metrics(self) -> None:
+        return None
+
+
 def _batches(rows: Iterable[TableRow], size: int) -> Iterator[list[TableRow]]:
     batch: list[TableRow] = []
     for row in rows:
@@ -488,6 +577,12 @@ def _checked(prediction: Any, labels: list[str], problem_type: str = SINGLE_LABE
     """The prediction if it has its problem type's fields and they match the model's labels,
     else an error."""
     changed = "(did the model on the server change during the run?)"
+    if problem_type in TASK_COLUMNS:
+        field = {TOKEN_CLASSIFICATION: "entities", QUESTION_ANSWERING: "answer",
+                 SEQ2SEQ: "generated_text"}[problem_type]
+        if getattr(prediction, field, None) is None:
+            return f"Prediction has no {field}: {prediction!r} {changed}"
+        return prediction
     if problem_type == REGRESSION:
         value = getattr(prediction, "value", None)
         if not isinstance(value, (int, float)):

@@ -21,8 +21,10 @@ class ScoreConfig:
         output: Where to write the scored rows; the format follows its extension (same set).
         model_name: Name of the model on the server.
         server: gRPC target of the model server, `HOST:PORT`.
-        text_column: Input column holding the text.
-        text_pair_column: Optional input column holding the second text (pair models).
+        text_column: Input column holding the text; None = the model's default (`text`;
+            question answering: `question`).
+        text_pair_column: Optional input column holding the second text (pair models;
+            question answering: the context, default `context`).
         label_column: Optional input column with true labels; enables metrics.
         batch_size: Rows per Predict request.
         concurrency: Requests in flight at once.
@@ -43,7 +45,7 @@ class ScoreConfig:
     output: Path
     model_name: str
     server: str = DEFAULT_SERVER
-    text_column: str = "text"
+    text_column: str | None = None
     text_pair_column: str | None = None
     label_column: str | None = None
     batch_size: int = 64
@@ -57,7 +59,11 @@ class ScoreConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "input", Path(self.input))
         object.__setattr__(self, "output", Path(self.output))
-        for name in ("model_name", "server", "text_column", "signature_name"):
+        if self.text_column is not None and (
+                not isinstance(self.text_column, str) or not self.text_column.strip()):
+            raise ConfigError(
+                f"Expected a non-empty text_column. Received: text_column={self.text_column!r}")
+        for name in ("model_name", "server", "signature_name"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
                 raise ConfigError(f"Expected a non-empty {name}. Received: {name}={value!r}")
@@ -72,7 +78,8 @@ class ScoreConfig:
         if not self.timeout > 0:
             raise ConfigError(
                 f"Expected a positive timeout in seconds. Received: timeout={self.timeout!r}")
-        if self.text_pair_column is not None and self.text_pair_column == self.text_column:
+        if self.text_pair_column is not None and self.text_pair_column == (
+                self.text_column or "text"):
             raise ConfigError(
                 "Expected different text and text pair columns. Received: "
                 f"text_column={self.text_column!r}, text_pair_column={self.text_pair_column!r}"

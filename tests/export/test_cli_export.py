@@ -44,14 +44,14 @@ def test_existing_version_is_a_click_error(tiny_run_dir, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["3"]
 
 
-def test_missing_labels_is_a_click_error(tmp_path):
+def test_missing_run_files_is_a_click_error(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
 
     result = _invoke(run_dir, "--base-path", tmp_path / "models")
 
     assert result.exit_code == 1
-    assert "Missing labels.json" in result.stderr
+    assert "Missing fit_config.yaml" in result.stderr
     assert "tfinetune fit" in result.stderr
 
 

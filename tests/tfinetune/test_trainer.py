@@ -158,6 +158,7 @@ def test_finished_run_is_not_overwritten_without_the_flag(tmp_path, tiny_model_d
     run = tmp_path / "run"
     run.mkdir()
     (run / "labels.json").write_text(json.dumps({"labels": ["a", "b"]}))
+    (run / "fit_config.yaml").write_text("task: text-classification\n")
     config = FitConfig(model=str(tiny_model_dir), train=str(sentiment_data["train"]),
                        output_dir=str(run))
     with pytest.raises(RunDirError, match="already holds a finished run"):

@@ -1,4 +1,4 @@
-"""`tfinetune predict`: classify texts through a running model server."""
+"""`tfinetune predict`: run texts through a running model server (any task)."""
 
 from __future__ import annotations
 
@@ -49,27 +49,33 @@ class PredictConfig:
               help="Signature to call.")
 @click.option("--model-version", type=int, metavar="N",
               help="Ask for this version instead of the latest.")
-@click.option("--text-pair", "text_pairs", multiple=True, metavar="TEXT",
-              help="Second text, for sentence-pair models: give it once per TEXT, in order.")
+@click.option("--text-pair", "--context", "text_pairs", multiple=True, metavar="TEXT",
+              help="Second text, for sentence-pair models, or the context of a question "
+                   "(question-answering models): give it once per TEXT, in order.")
 @click.option("--timeout", type=float, default=30.0, show_default=True,
               help="Seconds per request (UNAVAILABLE is retried).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
               help="Texts per Predict request.")
 @tls_options
 def command(texts: tuple[str, ...], text_pairs: tuple[str, ...], **options) -> None:
-    """Classify TEXT arguments (or the lines of stdin, with no TEXT or `-`) through a model
+    """Run TEXT arguments (or the lines of stdin, with no TEXT or `-`) through a model
     server, printing one JSON line per text (and "text_pair" for pair models):
 
     
+    \b
     single-label: {"text", "label", "probabilities": {label: probability}}
     multi-label:  {"text", "labels": [predicted labels], "scores": {label: score}}
     regression:   {"text", "value": number}
+    NER:          {"text", "entities": [{"type", "start", "end", "text", "score"}]}
+    QA:           {"question", "context", "answer", "start", "end", "score"}
+    seq2seq:      {"text", "generated_text"}
 
-    The model's outputs tell which (no flag needed).
+    The model's outputs tell which (no flag needed); offsets count characters.
 
     \b
     tfinetune predict --model-name sentiment "a great movie" "a dull plot"
     tfinetune predict --model-name nli "A man sleeps." --text-pair "Nobody sleeps."
+    tfinetune predict --model-name qa "Where is Paris?" --context "Paris is in France."
     cat reviews.txt | tfinetune predict --server host:8500 --model-name sentiment
     """
     tls = TlsOptions.pop_from(options)
@@ -81,7 +87,7 @@ def command(texts: tuple[str, ...], text_pairs: tuple[str, ...], **options) -> N
             f"Give --text-pair once per text. Expected {len(texts)} --text-pair values. "
             f"Received: {len(text_pairs)}")
     if not texts:
-        raise click.UsageError("No texts to classify: pass TEXT arguments or lines on stdin.")
+        raise click.UsageError("No texts to predict: pass TEXT arguments or lines on stdin.")
     run(config, list(texts), list(text_pairs) or None)
 
 
@@ -96,6 +102,18 @@ def run(config: PredictConfig, texts: list[str], text_pairs: list[str] | None) -
                     version=config.model_version, timeout=config.timeout,
                     **config.tls.client_arguments())
     with client:
+        try:
+            task = client.task()
+        except ServingError as error:
+            raise click.ClickException(
+                f"Predict on {config.server} (model '{config.model_name}') failed with "
+                f"{error.code.name}: {error.message}") from error
+        if task == "question-answering" and text_pairs is None:
+            raise click.UsageError(
+                f"Model '{config.model_name}' answers questions: give each question's context "
+                "with --context (once per question, in order).")
+        first, second = (("question", "context") if task == "question-answering"
+                         else ("text", "text_pair"))
         for start in range(0, len(texts), config.batch_size):
             batch = texts[start:start + config.batch_size]
             pairs = text_pairs[start:start + config.batch_size] if text_pairs else None
@@ -106,15 +124,22 @@ def run(config: PredictConfig, texts: list[str], text_pairs: list[str] | None) -
                     f"Predict on {config.server} (model '{config.model_name}') failed with "
                     f"{error.code.name}: {error.message}") from error
             for i, prediction in enumerate(predictions):
-                row = {"text": batch[i]}
+                row = {first: batch[i]}
                 if pairs:
-                    row["text_pair"] = pairs[i]
+                    row[second] = pairs[i]
                 row.update(_result(prediction))
                 click.echo(json.dumps(row, ensure_ascii=False))
 
 
 def _result(prediction) -> dict:
-    """The JSON fields of one prediction, by problem type."""
+    """The JSON fields of one prediction, by problem type or task."""
+    if prediction.entities is not None:
+        return {"entities": prediction.entities}
+    if prediction.answer is not None:
+        return {"answer": prediction.answer, "start": prediction.start, "end": prediction.end,
+                "score": prediction.score}
+    if prediction.generated_text is not None:
+        return {"generated_text": prediction.generated_text}
     if prediction.value is not None:
         return {"value": prediction.value}
     if prediction.scores is not None:

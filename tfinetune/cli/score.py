@@ -31,8 +31,11 @@ logger = logging.getLogger(__name__)
 @click.option("--model-name", required=True, metavar="NAME", help="Model name on the server.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), metavar="OUT",
               help="Output file: .csv, .tsv, .jsonl or .parquet (by extension).")
-@click.option("--text-column", default="text", show_default=True, help="Input text column.")
-@click.option("--text-pair-column", help="Second text column, for sentence-pair models.")
+@click.option("--text-column", help="Input text column. [default: text; question-answering "
+                                     "models: question]")
+@click.option("--text-pair-column", help="Second text column, for sentence-pair models "
+                                         "(question-answering models: the context column, "
+                                         "default context).")
 @click.option("--label-column",
               help="Column of true labels (regression: true values): print the metrics at the "
                    "end (accuracy, precision, recall, F1 and the confusion matrix; multi-label: "
@@ -65,7 +68,10 @@ def command(input_file, output, metrics_json, quiet, **options) -> None:
     has a `label` column), one `prob_<label>` column per label, and `error`. Multi-label
     models give `labels` (the predicted names joined with --label-delimiter; a list in JSON
     Lines) and one `score_<label>` column per label instead; regression models give `value`
-    (a clash adds `predicted_` as for `label`). A row whose
+    (a clash adds `predicted_` as for `label`). NER models give `entities` (a JSON list of
+    {type, start, end, text, score}); question-answering models (question and context
+    columns) give `answer`, `answer_start`, `answer_end` (character offsets into the context)
+    and `answer_score`; seq2seq models give `generated_text`. A row whose
     request fails after retries is written with `error` set ("CODE: message") and no
     prediction; in CSV/TSV `error` is empty for scored rows, in JSON Lines the key is present
     only on failed rows. OUT appears only once complete.
