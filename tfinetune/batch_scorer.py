@@ -392,10 +392,16 @@ class _Counts:
         self.label_column = label_column
         self.labels = labels
         self.problem_type = problem_type
-        accumulator = {SINGLE_LABEL: _ConfusionMatrix, MULTI_LABEL: _MultiLabelCounts,
-                       REGRESSION: _RegressionValues, QUESTION_ANSWERING: _NoMetrics,
-                       SEQ2SEQ: _NoMetrics, TOKEN_CLASSIFICATION: _NoMetrics}[problem_type]
-        self.accumulator = accumulator(labels, label_delimiter)
+        if problem_type in (QUESTION_ANSWERING, SEQ2SEQ):
+            from tfinetune.task_score_metrics import TaskScoreAccumulator
+
+            self.accumulator = TaskScoreAccumulator(problem_type)
+        elif problem_type == TOKEN_CLASSIFICATION:
+            self.accumulator = _NoMetrics()
+        else:
+            accumulator = {SINGLE_LABEL: _ConfusionMatrix, MULTI_LABEL: _MultiLabelCounts,
+                           REGRESSION: _RegressionValues}[problem_type]
+            self.accumulator = accumulator(labels, label_delimiter)
         self.rows = self.failed = self.excluded_failed = self.excluded_unknown_label = 0
         self.unknown_label_examples: list[str] = []
         self.first_error: str | None = None
@@ -518,10 +524,7 @@ class _RegressionValues:
 
 
 class _NoMetrics:
-    """For tasks whose scoring run computes no metrics."""
-
-    def __init__(self, labels: list[str], label_delimiter: str) -> None:
-        pass
+    """For tasks whose scoring run computes no metrics (NER: see `tfinetune evaluate`)."""
 
     def add(self, true_value: Any, prediction: Any) -> bool:
         return False

@@ -21,9 +21,11 @@ class ScoreResult:
         rows: Rows written (every input row, scored or failed).
         failed: Rows written with an `error`.
         seconds: Wall-clock time of the run.
-        problem_type: The model's: `single-label`, `multi-label` or `regression`.
+        problem_type: The model's: `single-label`, `multi-label` or `regression`, or its task
+            (`token-classification`, `question-answering`, `seq2seq`).
         label_column: The true-label column, or None when metrics were not asked for.
-        metrics: Metrics over the rows with a prediction and a known true label:
+        metrics: Metrics over the rows with a prediction and a known true label
+            (question answering and seq2seq: a `TaskScoreMetrics`):
             `ClassificationMetrics`, `MultiLabelMetrics` or `RegressionMetrics` by problem type;
             None without `label_column` or when no row qualifies.
         excluded_failed: Rows left out of the metrics because they failed.
@@ -40,7 +42,7 @@ class ScoreResult:
     failed: int
     seconds: float
     label_column: str | None = None
-    metrics: ClassificationMetrics | MultiLabelMetrics | RegressionMetrics | None = None
+    metrics: ClassificationMetrics | MultiLabelMetrics | RegressionMetrics | Any | None = None
     excluded_failed: int = 0
     excluded_unknown_label: int = 0
     unknown_label_examples: list[str] = dataclasses.field(default_factory=list)

@@ -40,7 +40,9 @@ logger = logging.getLogger(__name__)
               help="Column of true labels (regression: true values): print the metrics at the "
                    "end (accuracy, precision, recall, F1 and the confusion matrix; multi-label: "
                    "subset accuracy and micro/macro P/R/F1; regression: MSE, RMSE, MAE, "
-                   "Pearson, Spearman).")
+                   "Pearson, Spearman; question answering: exact match and F1 against the "
+                   "answer(s) in the column; seq2seq: BLEU and ROUGE against the reference "
+                   "text).")
 @click.option("--label-delimiter", default=",", show_default=True,
               help="Multi-label models: separator of label names in one cell, for the true "
                    "labels (as fit's --label-delimiter) and the written `labels` column "
