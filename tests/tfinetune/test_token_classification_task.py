@@ -1,0 +1,159 @@
+"""`fit --task token-classification`: label alignment, learning the synthetic NER set, the run
+directory, and `evaluate_run` against hand-computed metrics."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import tfinetune
+from tests.token_classification_fixtures import write_jsonl
+from tfinetune.errors import DataError
+from tfinetune.errors import ModelError
+from tfinetune.tag_set import TagSet
+from tfinetune.token_classification_examples import TokenClassificationExamples
+from tfinetune.token_classification_task import IGNORED
+from tfinetune.token_classification_task import TokenClassificationTask
+from tfinetune.token_classification_task import word_predictions
+
+
+def _task(tmp_path, model_dir, rows, **options):
+    config = tfinetune.FitConfig(task="token-classification", model=str(model_dir),
+                                 train=str(write_jsonl(tmp_path / "train.jsonl", rows)),
+                                 output_dir=str(tmp_path / "out"), **options)
+    task = TokenClassificationTask(config)
+    task.read_data()
+    return task
+
+
+def test_labels_go_to_first_sub_tokens_only(tmp_path, ner_base_model_dir):
+    rows = [{"tokens": ["Zoë", "lives", "in", "München", "."],
+             "tags": ["B-PER", "O", "O", "B-LOC", "O"]}]
+    task = _task(tmp_path, ner_base_model_dir, rows, batch_size=4)
+    tokenizer, _ = task.load_model()
+
+    dataset, steps = task.train_dataset(tokenizer)
+    features, labels = next(iter(dataset))
+
+    tokens = tokenizer.convert_ids_to_tokens(features["input_ids"][0].numpy().tolist())
+    assert tokens == ["[CLS]", "zoe", "lives", "in", "mun", "##chen", ".", "[SEP]"]
+    b_per, b_loc, outside = (task.tag_set.id_of(tag) for tag in ("B-PER", "B-LOC", "O"))
+    assert labels.numpy().tolist() == [[IGNORED, b_per, outside, outside, b_loc, IGNORED,
+                                        outside, IGNORED]]
+    assert steps == 1
+
+
+def test_batches_pad_labels_with_ignored_and_truncate(tmp_path, ner_base_model_dir):
+    rows = [{"tokens": ["Alice"], "tags": ["B-PER"]},
+            {"tokens": ["Berlin", "Berlin", "Berlin"], "tags": ["B-LOC", "I-LOC", "O"]}]
+    task = _task(tmp_path, ner_base_model_dir, rows, batch_size=2, max_length=6)
+    tokenizer, _ = task.load_model()
+
+    features, labels = next(iter(task.train_dataset(tokenizer)[0]))
+
+    order = np.argsort(features["attention_mask"].numpy().sum(axis=1))  # shuffled: short first
+    mask = features["attention_mask"].numpy()[order]
+    assert mask.tolist() == [[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 1]]
+    b_loc, i_loc, b_per = (task.tag_set.id_of(tag) for tag in ("B-LOC", "I-LOC", "B-PER"))
+    # [CLS] ber ##lin ber ##lin [SEP]: the third word is cut off by max_length.
+    assert labels.numpy()[order].tolist() == [
+        [IGNORED, b_per, IGNORED, IGNORED, IGNORED, IGNORED],
+        [IGNORED, b_loc, IGNORED, i_loc, IGNORED, IGNORED]]
+
+
+def test_word_predictions_read_first_sub_tokens():
+    logits = np.array([[9, 0, 0], [0, 9, 0], [0, 0, 9], [9, 0, 0], [0, 0, 9]], dtype=float)
+    # [CLS] w0 w0 w1 [SEP]; word 2 was truncated away.
+    assert word_predictions([None, 0, 0, 1, None], logits, 3) == [1, 0, None]
+
+
+def test_a_slow_tokenizer_is_refused(tmp_path, ner_base_model_dir):
+    import shutil
+
+    model_dir = tmp_path / "slow"
+    shutil.copytree(ner_base_model_dir, model_dir)
+    (model_dir / "tokenizer.json").unlink()
+    config = json.loads((model_dir / "tokenizer_config.json").read_text())
+    config["tokenizer_class"] = "BertTokenizer"
+    (model_dir / "tokenizer_config.json").write_text(json.dumps(config))
+    task = _task(tmp_path, model_dir, [{"tokens": ["Alice"], "tags": ["B-PER"]}],
+                 tokens_column="tokens")
+    import transformers
+
+    original = transformers.AutoTokenizer.from_pretrained
+    try:
+        transformers.AutoTokenizer.from_pretrained = (
+            lambda source, **kw: original(source, use_fast=False, **kw))
+        with pytest.raises(ModelError, match="needs a fast"):
+            task.load_model()
+    finally:
+        transformers.AutoTokenizer.from_pretrained = original
+
+
+def test_fit_learns_the_synthetic_set_and_writes_the_run(ner_fit_result):
+    run = ner_fit_result.output_dir
+
+    assert ner_fit_result.validation_metrics["f1"] == 1.0
+    assert ner_fit_result.history[0]["val_f1"] < 1.0  # it was learnt, not given
+    assert ner_fit_result.labels == ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+    assert TagSet.load(run).names == tuple(ner_fit_result.labels)
+    config = json.loads((run / "config.json").read_text())
+    assert config["id2label"] == {str(i): tag for i, tag in enumerate(ner_fit_result.labels)}
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["task"] == "token-classification"
+    assert metrics["validation"]["per_type"]["LOC"]["f1"] == 1.0
+    assert metrics["validation_rows"] == 40 and metrics["train_rows"] == 160
+    assert {"val_f1", "val_precision", "val_recall", "val_accuracy", "val_loss"} <= set(
+        metrics["history"][0])
+    assert "`B-PER`" in (run / "README.md").read_text()
+
+
+def test_evaluate_run_matches_hand_computed_metrics(tmp_path, ner_fit_result, ner_data):
+    run = ner_fit_result.output_dir
+    config = tfinetune.FitConfig.load(run / "fit_config.yaml")
+    perfect = TokenClassificationTask.evaluate_run(run, config, ner_data["validation"])
+    assert perfect["rows"] == 40
+    assert (perfect["precision"], perfect["recall"], perfect["f1"]) == (1.0, 1.0, 1.0)
+
+    # The model tags the validation set perfectly; relabel the first PER entity as LOC in
+    # the "truth": one true LOC is missed, one predicted PER is spurious.
+    sentences = json.loads(json.dumps(ner_data["sentences"]))
+    entities = sum(tag.startswith("B-") for s in sentences for tag in s["tags"])
+    persons = sum(tag == "B-PER" for s in sentences for tag in s["tags"])
+    locations = entities - persons
+    first = next(s for s in sentences if "B-PER" in s["tags"])
+    start = first["tags"].index("B-PER")
+    first["tags"][start] = "B-LOC"
+    for i in range(start + 1, len(first["tags"])):
+        if first["tags"][i] != "I-PER":
+            break
+        first["tags"][i] = "I-LOC"
+    data = write_jsonl(tmp_path / "relabelled.jsonl", sentences)
+
+    result = TokenClassificationTask.evaluate_run(run, config, data, batch_size=7)
+
+    assert result["precision"] == pytest.approx((entities - 1) / entities)
+    assert result["recall"] == pytest.approx((entities - 1) / entities)
+    assert result["per_type"]["PER"]["precision"] == pytest.approx((persons - 1) / persons)
+    assert result["per_type"]["PER"]["recall"] == 1.0
+    assert result["per_type"]["PER"]["support"] == persons - 1
+    assert result["per_type"]["LOC"]["recall"] == pytest.approx(locations / (locations + 1))
+    assert result["per_type"]["LOC"]["precision"] == 1.0
+    assert result["loss"] > perfect["loss"]
+
+
+def test_evaluate_run_rejects_unknown_entity_types(tmp_path, ner_fit_result):
+    run = ner_fit_result.output_dir
+    data = write_jsonl(tmp_path / "org.jsonl", [{"tokens": ["ACME"], "tags": ["B-ORG"]}])
+
+    with pytest.raises(DataError, match="Entity type 'ORG' was not seen"):
+        TokenClassificationTask.evaluate_run(
+            run, tfinetune.FitConfig.load(run / "fit_config.yaml"), data)
+
+
+def test_examples_of_the_fixture_round_trip_through_conll(ner_data):
+    examples = TokenClassificationExamples.read(ner_data["validation"])
+    assert examples.tokens == [s["tokens"] for s in ner_data["sentences"]]
+    assert examples.tags == [s["tags"] for s in ner_data["sentences"]]
