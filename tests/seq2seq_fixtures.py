@@ -18,23 +18,28 @@ import pytest
 
 import tfinetune
 
-#: The "translation" dictionary: every source word has one target word.
-DICTIONARY = {"one": "eins", "two": "zwei", "three": "drei", "four": "vier", "red": "rot",
-              "blue": "blau", "green": "gruen", "cat": "katze", "dog": "hund", "house": "haus"}
+#: The "translation" dictionary, by word class: a sentence is one word of each class, in this
+#: order, so a tiny model learns it from the words alone (no counting of positions).
+WORD_CLASSES = (
+    {"one": "eins", "two": "zwei", "three": "drei", "four": "vier"},
+    {"red": "rot", "blue": "blau", "green": "gruen"},
+    {"cat": "katze", "dog": "hund", "bird": "vogel"},
+    {"house": "haus", "garden": "garten", "tree": "baum"},
+)
+DICTIONARY = {word: translation for words in WORD_CLASSES for word, translation in words.items()}
 PREFIX = "translate: "
 #: Tiny T5 layout shared by both models.
 T5_SIZES = {"d_model": 32, "d_ff": 64, "num_layers": 2, "num_decoder_layers": 2,
             "num_heads": 2, "d_kv": 16}
 
 
-def translation_rows(n: int, seed: int, *, min_words: int = 4, max_words: int = 5) -> list[dict]:
-    """Rows `{"source", "target"}`: min_words..max_words dictionary words and their
-    translations (at least 4 words, so that BLEU's 4-grams exist)."""
+def translation_rows(n: int, seed: int) -> list[dict]:
+    """Rows `{"source", "target"}`: one word of each `WORD_CLASSES` class (4 words, so that
+    BLEU's 4-grams exist) and their word-for-word translation."""
     rng = random.Random(seed)
-    words = sorted(DICTIONARY)
     rows = []
     for _ in range(n):
-        source = [rng.choice(words) for _ in range(rng.randint(min_words, max_words))]
+        source = [rng.choice(sorted(words)) for words in WORD_CLASSES]
         rows.append({"source": " ".join(source),
                      "target": " ".join(DICTIONARY[word] for word in source)})
     return rows
@@ -73,7 +78,7 @@ def train_sentencepiece(directory: Path, vocab_size: int = 64) -> Path:
     import sentencepiece
 
     lines = directory / "lines.txt"
-    rows = translation_rows(300, seed=99, min_words=1)
+    rows = translation_rows(300, seed=99)
     extra = ["the quick brown fox jumps over the lazy dog", "hello world, how are you?"]
     lines.write_text("\n".join([row["source"] for row in rows] + [row["target"] for row in rows]
                                + [PREFIX.strip()] * 20 + extra * 5) + "\n", encoding="utf-8")
