@@ -263,14 +263,19 @@ def load_classifier(path: str | Path) -> Any:
     if not has_dense_head(saved):
         return TFAutoModelForSequenceClassification.from_pretrained(path)
     config = AutoConfig.from_pretrained(path)
+    # Mis-shaped weights are collected (not raised one by one) to be reported together.
     model, info = DenseHeadClassifier.from_pretrained(path, config=config,
-                                                      output_loading_info=True)
-    incomplete = [*info["missing_keys"], *(key for key, *_ in info["mismatched_keys"])]
-    if incomplete:
+                                                      output_loading_info=True,
+                                                      ignore_mismatched_sizes=True)
+    missing = list(info["missing_keys"])
+    mismatched = [f"{key} (saved {tuple(saved)}, expected {tuple(expected)})"
+                  for key, saved, expected in info["mismatched_keys"]]
+    if missing or mismatched:
         raise ValueError(
             f"The saved dense-head classifier is incomplete. Expected every weight of "
-            f"{ARCHITECTURE} (head {list(model.hidden_sizes)}) in the weights file next to "
-            f"{config_file}. Received: no saved value for {incomplete}")
+            f"{ARCHITECTURE} (head_hidden_sizes={list(model.hidden_sizes)} in {config_file}) "
+            f"in the weights file next to it. Received: no saved weights for {missing}, "
+            f"other shapes for {mismatched}")
     return model
 
 
