@@ -145,3 +145,42 @@ def qa_fit_result(tmp_path_factory, qa_base_model_dir, qa_data):
 @pytest.fixture(scope="session")
 def qa_run_dir(qa_fit_result) -> Path:
     return qa_fit_result.output_dir
+
+
+@pytest.fixture(scope="session")
+def qa_export(tmp_path_factory, qa_run_dir):
+    """The tiny QA run exported (`export.export_model`) into a fresh base path."""
+    import export
+
+    return export.export_model(qa_run_dir, tmp_path_factory.mktemp("qa-models"))
+
+
+@pytest.fixture(scope="session")
+def qa_reference(qa_run_dir):
+    """`(model, tokenizer)`: the QA run's in-memory Hugging Face model and fast tokenizer."""
+    from transformers import AutoTokenizer
+    from transformers import TFAutoModelForQuestionAnswering
+
+    return (TFAutoModelForQuestionAnswering.from_pretrained(qa_run_dir),
+            AutoTokenizer.from_pretrained(qa_run_dir))
+
+
+def reference_answers(model, tokenizer, questions, contexts, *, max_length=QA_MAX_LENGTH,
+                      doc_stride=QA_DOC_STRIDE, max_answer_length=5,
+                      version_2_with_negative=False):
+    """The answers tfinetune's own windows + `SpanDecoder` give with the in-memory model."""
+    from tfinetune.question_answering_features import QuestionAnsweringFeatures
+    from tfinetune.span_decoder import SpanDecoder
+
+    features = QuestionAnsweringFeatures.build(tokenizer, questions, contexts,
+                                               max_length=max_length, doc_stride=doc_stride)
+    starts, ends = features.logits(model, batch_size=8)
+    decoder = SpanDecoder(max_answer_length, version_2_with_negative=version_2_with_negative)
+    return decoder.decode(contexts, features.example_ids, features.offsets, starts, ends)
+
+
+def long_context(city: str, country: str, fillers: int = 12) -> tuple[str, int]:
+    """A context of many filler sentences with the fact at the end (several windows long)."""
+    context = " ".join(QA_FILLERS[i % 5] for i in range(fillers))
+    context += f" the city of {city} is in {country} . the river is long ."
+    return context, context.index(f" in {country}") + 4
