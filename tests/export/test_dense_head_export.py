@@ -118,7 +118,7 @@ def test_a_head_config_the_weights_do_not_match_is_a_run_dir_error(head_run, tmp
     assert not (tmp_path / "models").exists()
 
 
-@pytest.mark.slow  # ~30 s: a DistilBERT fit and export
+@pytest.mark.slow  # ~35 s: a DistilBERT fit and export
 def test_distilbert_head_exports_and_matches(tmp_path_factory, tiny_model_dir, sentiment_data):
     import tensorflow as tf
 
@@ -138,7 +138,7 @@ def test_distilbert_head_exports_and_matches(tmp_path_factory, tiny_model_dir, s
     np.testing.assert_allclose(served.numpy(), expected, rtol=0, atol=TOLERANCE)
 
 
-@pytest.mark.slow  # ~25 s: a multi-label fit and export
+@pytest.mark.slow  # ~30 s: a multi-label fit and export
 def test_multi_label_head_exports_sigmoid_scores(tmp_path_factory, tiny_model_dir):
     import tensorflow as tf
 
