@@ -270,3 +270,43 @@ def test_an_unsupported_architecture_is_a_model_error(tmp_path, tiny_model_dir):
                                           output_dir=str(tmp_path / "run"),
                                           head_hidden_sizes=(8,)))
     assert not (tmp_path / "run" / "config.json").exists()
+
+
+@pytest.mark.slow  # ~45 s: a crashed fit and its resumption
+def test_a_crashed_head_run_resumes_with_the_backed_up_head_weights(tmp_path, tiny_model_dir,
+                                                                   sentiment_data):
+    import tf_keras
+
+    snapshots = {}
+
+    class Watch(tf_keras.callbacks.Callback):
+        """Records the head's output kernel before `batch`, then optionally crashes there."""
+
+        def __init__(self, key, batch, crash):
+            super().__init__()
+            self.key, self.batch, self.crash, self.done = key, batch, crash, False
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if not self.done and (self.batch is None or batch == self.batch):
+                self.done = True
+                snapshots[self.key] = (batch, self.model.output_layer.kernel.numpy())
+                if self.crash:
+                    raise RuntimeError("simulated crash")
+
+    config = tfinetune.FitConfig(
+        model=str(tiny_model_dir), train=str(sentiment_data["train"]),
+        output_dir=str(tmp_path / "run"), epochs=1, batch_size=16, learning_rate=3e-3,
+        max_length=32, save_steps=4, head_hidden_sizes=HEAD_SIZES)
+    # 10 steps per epoch, a backup after step 4: the crash before batch 5 loses one step.
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        tfinetune.fit(config, callbacks=[Watch("backed_up", 4, crash=False),
+                                         Watch("crash", 5, crash=True)])
+
+    result = tfinetune.fit(config, callbacks=[Watch("resumed", None, crash=False)])
+
+    assert result.resumed
+    assert snapshots["resumed"][0] == 4
+    np.testing.assert_array_equal(snapshots["resumed"][1], snapshots["backed_up"][1])
+    assert not np.array_equal(snapshots["crash"][1], snapshots["backed_up"][1])
+    config_json = json.loads((tmp_path / "run" / "config.json").read_text(encoding="utf-8"))
+    assert config_json["head_hidden_sizes"] == list(HEAD_SIZES)
