@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -98,10 +101,22 @@ def test_run_directory_loads_the_head_model(head_run):
     assert model.hidden_sizes == (16, 8)
 
 
+def test_export_rebuilds_the_head_model_without_importing_tfinetune(head_run):
+    code = (
+        "import sys\n"
+        "from export.run_directory import RunDirectory\n"
+        f"model = RunDirectory.open({str(head_run.run_dir)!r}).load_model()\n"
+        "assert type(model).__name__ == 'DenseHeadClassifier', type(model)\n"
+        "imported = [m for m in sys.modules if m.split('.')[0] == 'tfinetune']\n"
+        "assert not imported, imported\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300,
+                   cwd=Path(__file__).resolve().parents[2])
+
+
 @pytest.mark.parametrize("sizes, problem", [
     ([16, 8, 8], r"no saved weights for \['head_hidden_2'\]"),
-    ([16, 4], r"other shapes for \['head_hidden_1/kernel:0 \(saved \(16, 8\), expected "
-              r"\(16, 4\)\)'"),
+    ([16, 4], (r"other shapes for \['head_hidden_1/kernel:0 \(saved \(16, 8\), expected "
+               r"\(16, 4\)\)'")),
 ])
 def test_a_head_config_the_weights_do_not_match_is_a_run_dir_error(head_run, tmp_path, sizes,
                                                                     problem):
