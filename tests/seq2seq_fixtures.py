@@ -2,7 +2,7 @@
 
 - `byt5_model_dir`: a tiny random T5 with ByT5's byte tokenizer (no vocabulary file at all).
 - `spm_model_dir`: a tiny random T5 with a `T5Tokenizer` over a SentencePiece model trained
-  here on the synthetic "translation" lines (vocabulary 64 pieces + 4 extra ids).
+  here on the synthetic "translation" lines (vocabulary of 64 pieces (mostly sub-words) + 4 extra ids).
 - `translation_data`: a word-for-word English → "German" dictionary task, learnable by a tiny
   model in a few epochs.
 - `byt5_run_dir` / `spm_run_dir`: finished `tfinetune.fit` runs of both models.
@@ -128,7 +128,7 @@ def fit_seq2seq(model_dir: Path, data: dict, output_dir: Path, **options):
     return tfinetune.fit(tfinetune.FitConfig(**{
         "task": "seq2seq", "model": str(model_dir), "train": str(data["train"]),
         "validation": str(data["validation"]), "output_dir": str(output_dir),
-        "source_prefix": PREFIX, "max_length": 24, "max_target_length": 12, "epochs": 2,
+        "source_prefix": PREFIX, "max_length": 24, "max_target_length": 20, "epochs": 2,
         "batch_size": 16, "eval_batch_size": 16, "learning_rate": 3e-3, "seed": 0,
         "warmup_ratio": 0.0, **options}))
 
@@ -137,8 +137,7 @@ def fit_seq2seq(model_dir: Path, data: dict, output_dir: Path, **options):
 def spm_fit(tmp_path_factory, spm_model_dir, translation_data):
     """The `FitResult` of fitting the SentencePiece T5 on the dictionary task until it learns."""
     return fit_seq2seq(spm_model_dir, translation_data,
-                       tmp_path_factory.mktemp("runs") / "seq2seq-spm", epochs=int(
-                           __import__("os").environ.get("S2S_EPOCHS", "12")),
+                       tmp_path_factory.mktemp("runs") / "seq2seq-spm", epochs=12,
                        learning_rate=1e-2)
 
 
@@ -153,3 +152,19 @@ def byt5_run_dir(tmp_path_factory, byt5_model_dir, translation_data) -> Path:
     return fit_seq2seq(byt5_model_dir, translation_data,
                        tmp_path_factory.mktemp("runs") / "seq2seq-byt5", epochs=1,
                        num_beams=2, max_length=32, max_target_length=10).output_dir
+
+
+@pytest.fixture(scope="session")
+def spm_export(tmp_path_factory, spm_run_dir):
+    """The `ExportResult` of exporting the learned SentencePiece run (greedy search)."""
+    import export
+
+    return export.export_model(spm_run_dir, tmp_path_factory.mktemp("models-seq2seq") / "t5")
+
+
+@pytest.fixture(scope="session")
+def byt5_export(tmp_path_factory, byt5_run_dir):
+    """The `ExportResult` of exporting the ByT5 run (beam search, 2 beams)."""
+    import export
+
+    return export.export_model(byt5_run_dir, tmp_path_factory.mktemp("models-byt5") / "byt5")
