@@ -218,7 +218,11 @@ def has_dense_head(config: PretrainedConfig | dict) -> bool:
 
 def load_with_dense_head(source: str | Path, model_config: PretrainedConfig,
                          hidden_sizes: Sequence[int]) -> DenseHeadClassifier:
-    """A `DenseHeadClassifier` for fine-tuning: `source`'s encoder weights under a new head.
+    """A `DenseHeadClassifier` for fine-tuning: `source`'s encoder weights under a new head
+    (or `source`'s head too, when it is a dense-head run with the same sizes and labels).
+
+    Sets `head_hidden_sizes` and the head marker on `model_config`, so `save_pretrained`
+    records them in `config.json`.
 
     Args:
         source: A model name or directory (a base model or any task model of the architecture).

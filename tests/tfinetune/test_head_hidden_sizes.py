@@ -310,3 +310,23 @@ def test_a_crashed_head_run_resumes_with_the_backed_up_head_weights(tmp_path, ti
     assert not np.array_equal(snapshots["crash"][1], snapshots["backed_up"][1])
     config_json = json.loads((tmp_path / "run" / "config.json").read_text(encoding="utf-8"))
     assert config_json["head_hidden_sizes"] == list(HEAD_SIZES)
+
+
+def test_a_plain_classifier_fine_tuned_from_a_head_run_reloads_as_a_plain_classifier(
+        tmp_path_factory, head_run, sentiment_data):
+    from transformers import TFBertForSequenceClassification
+
+    from export.dense_head import load_classifier
+
+    run = fitted_head_run(tmp_path_factory, head_run.run_dir, sentiment_data["train"],
+                          name="plain-from-head", epochs=1, head_hidden_sizes=())
+    texts = [row["text"] for row in synthetic_sentiment_rows(10, seed=8)]
+
+    reloaded = load_classifier(run.run_dir)
+
+    # config.json may keep the head keys inherited from the source run, not its architecture.
+    assert json.loads((run.run_dir / "config.json").read_text())["architectures"] == [
+        "BertForSequenceClassification"]
+    assert isinstance(reloaded, TFBertForSequenceClassification)
+    np.testing.assert_allclose(logits_of(reloaded, run.run_dir, texts),
+                               logits_of(run.model, run.run_dir, texts), rtol=0, atol=1e-6)
