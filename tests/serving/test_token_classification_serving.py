@@ -157,3 +157,25 @@ def test_codec_rejects_malformed_outputs():
         codec.predictions({**outputs, "tags": np.array([[b"PER"]])}, ["Ann"], None)
     with pytest.raises(ValueError, match=r"expected \[2, words\]"):
         codec.predictions(outputs, ["Ann", "Bob"], None)
+
+
+def test_score_command_writes_entities(address, tmp_path):
+    import csv
+
+    from tfinetune.cli.score import command
+
+    source = tmp_path / "texts.csv"
+    source.write_text("id,text\n1,Zoë lives in München\n2,nobody here\n", encoding="utf-8")
+    output = tmp_path / "scored.csv"
+
+    result = CliRunner().invoke(command, [str(source), "--server", address, "--model-name",
+                                          "ner", "--output", str(output), "--quiet"])
+
+    assert result.exit_code == 0, result.output
+    with open(output, encoding="utf-8", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert [row["id"] for row in rows] == ["1", "2"]
+    entities = json.loads(rows[0]["entities"])
+    assert [(e["type"], e["start"], e["end"], e["text"]) for e in entities] == [
+        ("PER", 0, 3, "Zoë"), ("LOC", 13, 20, "München")]
+    assert json.loads(rows[1]["entities"]) == [] and rows[1]["error"] == ""
