@@ -157,3 +157,18 @@ def test_invalid_max_length_and_parity_texts(ner_run_dir):
         TokenClassificationExport(run, max_length=2)
     with pytest.raises(ExportError, match="parity_texts"):
         TokenClassificationExport(run, parity_texts="one string")
+
+
+def test_only_the_old_tf_text_ops_that_stock_tf_serving_has(ner_export):
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel.FromString(
+        (ner_export.path / "saved_model.pb").read_bytes())
+    graph = saved.meta_graphs[0].graph_def
+    ops = {node.op for node in graph.node} | {
+        node.op for function in graph.library.function for node in function.node_def}
+
+    # Everything else is core TensorFlow (`tf.raw_ops`); no FastBertNormalize /
+    # FastWordpieceTokenizeWithOffsets.
+    assert {op for op in ops if not hasattr(tf.raw_ops, op)} == {
+        "NormalizeUTF8", "RegexSplitWithOffsets", "WordpieceTokenizeWithOffsets"}
