@@ -64,7 +64,8 @@ class SentencePieceTokenizer(tf.Module):
 
     def __init__(self, model_proto: bytes, *, max_length: int, eos_id: int, pad_id: int,
                  special_ids: list[int], fast: bool = True,
-                 clean_up_tokenization_spaces: bool = False, name: str = "sentencepiece_tokenizer") -> None:
+                 clean_up_tokenization_spaces: bool = False,
+                 name: str = "sentencepiece_tokenizer") -> None:
         super().__init__(name=name)
         self.max_length = int(max_length)
         self.eos_id = int(eos_id)
@@ -74,7 +75,7 @@ class SentencePieceTokenizer(tf.Module):
         self._sentencepiece = tf_text.SentencepieceTokenizer(model=model_proto,
                                                              out_type=tf.int32)
         self.vocab_size = int(self._sentencepiece.vocab_size())
-        self._special_ids = tf.constant(sorted(set(int(i) for i in special_ids)) or [-1],
+        self._special_ids = tf.constant(sorted({int(i) for i in special_ids}) or [-1],
                                         dtype=tf.int32)
 
     @classmethod

@@ -2,9 +2,9 @@
 
 - `byt5_model_dir`: a tiny random T5 with ByT5's byte tokenizer (no vocabulary file at all).
 - `spm_model_dir`: a tiny random T5 with a `T5Tokenizer` over a SentencePiece model trained
-  here on the synthetic "translation" lines (vocabulary of 64 pieces (mostly sub-words) + 4 extra ids).
-- `translation_data`: a word-for-word English → "German" dictionary task, learnable by a tiny
-  model in a few epochs.
+  here on the synthetic "translation" lines (64 pieces, mostly sub-words, + 4 extra ids).
+- `translation_data`: a word-for-word English → "German" dictionary task (one word per word
+  class, see `WORD_CLASSES`), which the tiny SentencePiece T5 learns in 12 epochs (BLEU > 80).
 - `byt5_run_dir` / `spm_run_dir`: finished `tfinetune.fit` runs of both models.
 """
 

@@ -7,7 +7,7 @@ import logging
 import math
 from pathlib import Path
 from typing import Any
-from typing import Sequence
+from collections.abc import Sequence
 
 from tfinetune.errors import ModelError
 from tfinetune.fine_tuning_task import FineTuningTask
@@ -101,10 +101,10 @@ class Seq2SeqTask(FineTuningTask):
         generation = ("greedy search" if config.num_beams == 1
                       else f"beam search ({config.num_beams} beams)")
         return [
-            f"Input: `{config.source_column}`{prefix}, up to {config.max_length} tokens. "
-            f"Target: `{config.target_column}`, up to {config.max_target_length} tokens.",
-            f"Generation: {generation}, at most {config.max_target_length} new tokens. "
-            "Validation metrics: sacrebleu corpus BLEU, ROUGE-1/2/L F-measure (×100).",
+            (f"Input: `{config.source_column}`{prefix}, up to {config.max_length} tokens. "
+             f"Target: `{config.target_column}`, up to {config.max_target_length} tokens."),
+            (f"Generation: {generation}, at most {config.max_target_length} new tokens. "
+             "Validation metrics: sacrebleu corpus BLEU, ROUGE-1/2/L F-measure (×100)."),
         ]
 
     @classmethod

@@ -12,7 +12,6 @@ import pytest
 from tests.seq2seq_fixtures import DICTIONARY
 from tfinetune.errors import ModelError
 from tfinetune.fit_config import FitConfig
-from tfinetune.seq2seq_task import IGNORED_LABEL
 from tfinetune.seq2seq_task import encode
 from tfinetune.seq2seq_task import evaluate_generation
 from tfinetune.seq2seq_task import load_seq2seq
