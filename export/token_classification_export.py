@@ -54,7 +54,8 @@ TOKENIZER_DIR = "tokenizer"
 TOLERANCE = 1e-4
 
 #: Texts of the parity check: names and places, accents and multi-piece words, punctuation,
-#: CJK, odd whitespace, an empty text; `default_parity_texts` adds one longer than `max_length`.
+#: CJK, odd whitespace, characters the tokenizer drops, an empty text; `default_parity_texts`
+#: adds one longer than `max_length`.
 DEFAULT_PARITY_TEXTS = (
     "Alice Smith lives in Paris.",
     "Zoë lives in München, not in New York!",
@@ -63,6 +64,9 @@ DEFAULT_PARITY_TEXTS = (
     "",
     "  spaces\tand\nnewlines  ",
     "naïve café-owner Ærø said: «bonjour»",
+    # A zero-width space, a control character and a lone combining mark: words that normalise
+    # to nothing (no token, not tagged); "Bob\u0301" stays one word.
+    "Alice \u200b met \x07 Bob\u0301 \u0301 in Rome",
 )
 
 

@@ -27,7 +27,10 @@ TEMPLATES = [
     "yesterday {PER} went to {LOC} and {LOC}",
     "the office in {LOC} likes {PER} ,",
     "{PER} works at the {LOC} office",
+    "{X} {PER} lives in {LOC} {X}",
 ]
+#: Filler words, always `O`; most are outside the vocabulary ([UNK] for the tokenizer).
+UNKNOWN_WORDS = ["nobody", "here", "really", "quite", "soon", "!", "&"]
 NER_VOCAB = [
     "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]",
     "alice", "bob", "carol", "dave", "zoe", "emma", "smith", "jones", "brown",
@@ -50,6 +53,10 @@ def ner_sentences(count: int, seed: int) -> list[dict]:
                 kind = "PER"
             elif slot == "{LOC}":
                 words, kind = rng.choice(CITIES), "LOC"
+            elif slot == "{X}":
+                tokens.append(rng.choice(UNKNOWN_WORDS))
+                tags.append("O")
+                continue
             else:
                 tokens.append(slot)
                 tags.append("O")
@@ -83,7 +90,10 @@ def build_ner_base_model(directory: Path) -> Path:
     from transformers import BertTokenizerFast
     from transformers import TFBertModel
 
+    import tf_keras
+
     directory.mkdir(parents=True, exist_ok=True)
+    tf_keras.utils.set_random_seed(0)  # the same "pretrained" weights in every session
     vocab_file = directory / "vocab.txt"
     vocab_file.write_text("\n".join(NER_VOCAB) + "\n", encoding="utf-8")
     BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=True).save_pretrained(directory)

@@ -1,4 +1,4 @@
-"""`TagSet`: the BIO (IOB2) tag names of a token-classification run, fixed from the training file."""
+"""`TagSet`: the BIO (IOB2) tag names of a token-classification run, fixed from training data."""
 
 from __future__ import annotations
 

@@ -167,11 +167,18 @@ class TokenClassificationTask(FineTuningTask):
         return {"rows": len(examples), "loss": loss, **metrics.as_dict()}
 
 
+#: Model types whose byte-level BPE tokenizers need `add_prefix_space=True` for pre-split words.
+_PREFIX_SPACE_MODEL_TYPES = ("roberta", "deberta", "gpt2", "bloom", "longformer", "bart")
+
+
 def _load_tokenizer(source: str, name: str) -> Any:
+    from transformers import AutoConfig
     from transformers import AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
+        model_type = getattr(AutoConfig.from_pretrained(source), "model_type", None)
+        options = {"add_prefix_space": True} if model_type in _PREFIX_SPACE_MODEL_TYPES else {}
+        tokenizer = AutoTokenizer.from_pretrained(source, **options)
     except (OSError, ValueError, KeyError) as error:
         raise ModelError(
             f"Cannot load a tokenizer for --model {name!r}. Expected a Hugging Face model name "

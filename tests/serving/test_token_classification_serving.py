@@ -165,7 +165,7 @@ def test_score_command_writes_entities(address, tmp_path):
     from tfinetune.cli.score import command
 
     source = tmp_path / "texts.csv"
-    source.write_text("id,text\n1,Zoë lives in München\n2,nobody here\n", encoding="utf-8")
+    source.write_text("id,text\n1,Zoë lives in München\n2,the office is in\n", encoding="utf-8")
     output = tmp_path / "scored.csv"
 
     result = CliRunner().invoke(command, [str(source), "--server", address, "--model-name",
