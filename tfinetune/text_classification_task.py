@@ -108,6 +108,13 @@ class TextClassificationTask(FineTuningTask):
                 from export.dense_head import load_with_dense_head
 
                 return load_with_dense_head(source, model_config, config.head_hidden_sizes)
+            # Fine-tuning a dense-head run without --head-hidden-sizes: a plain classifier,
+            # whose config must not keep the old head's description.
+            for name in ("tfinetune_head", "head_hidden_sizes"):
+                if hasattr(model_config, name):
+                    delattr(model_config, name)
+            if getattr(model_config, "architectures", None) == ["DenseHeadClassifier"]:
+                model_config.architectures = None
             return TFAutoModelForSequenceClassification.from_pretrained(
                 source, config=model_config, ignore_mismatched_sizes=True)
         except (OSError, ValueError, KeyError) as error:
