@@ -140,7 +140,8 @@ class QuestionAnsweringServingModule(tf.Module):
         before_row = tf.gather(tf.concat([[0], cumulative], 0), row_starts)
         ends = normalized.with_flat_values(
             cumulative - tf.repeat(before_row, normalized.row_lengths()))
-        tokens, token_starts, token_ends = self.tokenizer.wordpiece_tokenizer.tokenize_with_offsets(
+        wordpiece = self.tokenizer.wordpiece_tokenizer
+        tokens, token_starts, token_ends = wordpiece.tokenize_with_offsets(
             tf.strings.reduce_join(normalized, axis=1))
         tokens = tokens.merge_dims(1, -1)
         token_starts = token_starts.merge_dims(1, -1)
@@ -214,18 +215,24 @@ class QuestionAnsweringServingModule(tf.Module):
     def _decode(self, encoded, start_logits, end_logits, context):
         in_context = encoded["in_context"]
         attention = tf.cast(encoded["attention_mask"], tf.bool)
+        # Span (start i, end i + k) for k < max_answer_length: a [windows, tokens, k] band
+        # instead of every (start, end) pair. Flat index i * k_max + k orders spans like
+        # NumPy's argmax over the full [start, end] matrix (start first, then end).
         length = tf.shape(start_logits)[1]
-        negative_infinity = tf.constant(float("-inf"), tf.float32)
-        positions = tf.range(length)
-        gap = positions[tf.newaxis, :] - positions[:, tf.newaxis]  # end - start
-        allowed = (gap >= 0) & (gap < self.max_answer_length)
-        valid = (in_context[:, :, tf.newaxis] & in_context[:, tf.newaxis, :]
-                 & allowed[tf.newaxis])
-        scores = start_logits[:, :, tf.newaxis] + end_logits[:, tf.newaxis, :]
-        scores = tf.reshape(tf.where(valid, scores, negative_infinity), [tf.shape(scores)[0], -1])
+        span = self.max_answer_length
+        padded_end = tf.pad(end_logits, [[0, 0], [0, span]], constant_values=float("-inf"))
+        padded_context = tf.pad(in_context, [[0, 0], [0, span]])
+        index = tf.range(length)[:, tf.newaxis] + tf.range(span)[tf.newaxis, :]  # [T, k]
+        end_scores = tf.gather(padded_end, index, axis=1)  # [W, T, k]
+        end_in_context = tf.gather(padded_context, index, axis=1)
+        valid = in_context[:, :, tf.newaxis] & end_in_context
+        scores = start_logits[:, :, tf.newaxis] + end_scores
+        scores = tf.reshape(tf.where(valid, scores, float("-inf")),
+                            [tf.shape(scores)[0], length * span])
         best = tf.argmax(scores, axis=1, output_type=tf.int32)
         window_score = tf.gather(scores, best, batch_dims=1)
-        first_token, last_token = best // length, best % length
+        first_token = best // span
+        last_token = tf.minimum(first_token + best % span, length - 1)
         start_log_probs = start_logits - _masked_logsumexp(start_logits, attention)
         end_log_probs = end_logits - _masked_logsumexp(end_logits, attention)
         span_probability = tf.exp(tf.gather(start_log_probs, first_token, batch_dims=1)

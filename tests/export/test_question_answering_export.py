@@ -200,3 +200,27 @@ def test_options_that_do_not_fit_are_refused(qa_run_dir):
         QuestionAnsweringExport(run, max_length=20)
     with pytest.raises(ExportError, match="Expected contexts"):
         QuestionAnsweringExport(run, parity_texts=[("only a question",)])
+
+
+def test_graph_uses_only_ops_stock_tf_serving_has(qa_export):
+    """TF Text's `Fast*` ops (FastWordpiece, FastBertNormalize) are missing from older TF
+    Serving binaries: the export must not use them."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved_model = saved_model_pb2.SavedModel.FromString(
+        (qa_export.path / "saved_model.pb").read_bytes())
+    graph = saved_model.meta_graphs[0].graph_def
+    ops = {node.op for node in graph.node}
+    for function in graph.library.function:
+        ops.update(node.op for node in function.node_def)
+    assert {"WordpieceTokenizeWithOffsets", "RegexSplitWithOffsets",
+            "UnicodeDecodeWithOffsets"} <= ops
+    assert not [op for op in ops if op.startswith("Fast")]
+
+
+def test_a_question_too_long_for_a_window_is_truncated(loaded):
+    question = "where is " + "the city of " * 20 + "paris ?"
+    context = "the city of paris is in france ."
+    (served,) = _serve(loaded, [question], [context])
+    # 48 tokens - doc stride 16 - 4: the question keeps 28 tokens, the context gets windows.
+    assert served[0] == "france"

@@ -141,3 +141,26 @@ def test_score_command_writes_answers_and_exact_match(address, tmp_path):
     # 3 of 4 answers match after SQuAD normalisation (case): EM = F1 = 75.
     assert values["exact_match"] == pytest.approx(75.0)
     assert values["f1"] == pytest.approx(75.0)
+
+
+def test_codec_checks_the_response_against_the_contexts():
+    from serving.question_answering_codec import QuestionAnsweringCodec
+    from serving.task_codec import codec_for_outputs
+
+    assert isinstance(codec_for_outputs(["answer", "start", "end", "score"]),
+                      QuestionAnsweringCodec)
+    codec = QuestionAnsweringCodec()
+    outputs = {"answer": np.array(["Zürich".encode(), b""], dtype=object),
+               "start": np.array([4, 0]), "end": np.array([10, 0]),
+               "score": np.array([0.5, 0.25], np.float32)}
+    contexts = ["Ins Zürich!", "nothing"]
+    first, second = codec.predictions(outputs, ["q1", "q2"], contexts)
+    assert (first.answer, first.start, first.end, first.score) == ("Zürich", 4, 10, 0.5)
+    assert (second.answer, second.start, second.end) == ("", 0, 0)
+    with pytest.raises(ValueError, match="outside the context of pair 0"):
+        codec.predictions({**outputs, "end": np.array([12, 0])}, ["q1", "q2"], contexts)
+    with pytest.raises(ValueError, match=r"is not context\[3:9\]"):
+        codec.predictions({**outputs, "start": np.array([3, 0]), "end": np.array([9, 0])},
+                          ["q1", "q2"], contexts)
+    with pytest.raises(ValueError, match="'answer' has 2 rows for 3 questions"):
+        codec.predictions(outputs, ["q1", "q2", "q3"], contexts + ["x"])
