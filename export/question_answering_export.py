@@ -269,7 +269,8 @@ def _hf_windows(tokenizer: Any, questions: Sequence[str], contexts: Sequence[str
 
 
 def _reference_answers(contexts, example_ids, offsets, start_logits, end_logits,
-                       max_answer_length: int, version_2: bool) -> list[tuple[str, int, int, float]]:
+                       max_answer_length: int,
+                       version_2: bool) -> list[tuple[str, int, int, float]]:
     """The serving module's span rule in NumPy: best start + end logit over each pair's
     windows (first window on ties); with `version_2`, no answer when the lowest [CLS] score is
     higher."""

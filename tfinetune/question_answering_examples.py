@@ -86,7 +86,7 @@ class QuestionAnsweringExamples:
     def read(cls, path: str | os.PathLike, *, question_column: str = "question",
              context_column: str = "context", answers_column: str = "answers",
              version_2_with_negative: bool = False,
-             role: str = "training") -> "QuestionAnsweringExamples":
+             role: str = "training") -> QuestionAnsweringExamples:
         """Reads and checks every question of `path`.
 
         Args:

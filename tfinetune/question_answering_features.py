@@ -47,7 +47,7 @@ class QuestionAnsweringFeatures:
     def build(cls, tokenizer: Any, questions: Sequence[str], contexts: Sequence[str], *,
               max_length: int, doc_stride: int,
               answers: Sequence[tuple[Sequence[str], Sequence[int]]] | None = None,
-              locations: Sequence[str] | None = None) -> "QuestionAnsweringFeatures":
+              locations: Sequence[str] | None = None) -> QuestionAnsweringFeatures:
         """Tokenizes the pairs into windows (fast tokenizer, `truncation="only_second"`).
 
         Args:

@@ -115,9 +115,9 @@ class QuestionAnsweringTask(FineTuningTask):
             "Extractive question answering (SQuAD"
             + (" v2: questions may have no answer" if config.version_2_with_negative else "")
             + f"): `{config.question_column}` + `{config.context_column}` → an answer span.",
-            f"Windows of {config.max_length} tokens over long contexts, overlapping by "
-            f"{config.doc_stride}; answers of at most {config.max_answer_length} tokens. "
-            "Metrics: SQuAD exact match and F1 (percent).",
+            (f"Windows of {config.max_length} tokens over long contexts, overlapping by "
+             f"{config.doc_stride}; answers of at most {config.max_answer_length} tokens. "
+             "Metrics: SQuAD exact match and F1 (percent)."),
         ]
 
     @classmethod

@@ -84,9 +84,8 @@ class SpanDecoder:
         answers = []
         for example in range(len(contexts)):
             no_answer = Answer("", 0, 0, null.get(example, (0.0, 0.0))[1])
-            if example not in best:
-                answers.append(no_answer)
-            elif self.version_2_with_negative and null[example][0] > best[example][0]:
+            if example not in best or (self.version_2_with_negative
+                                       and null[example][0] > best[example][0]):
                 answers.append(no_answer)
             else:
                 answers.append(best[example][1])

@@ -83,7 +83,7 @@ class SquadMetrics:
 
     @classmethod
     def compute(cls, gold_answers: Sequence[Sequence[str]],
-                predictions: Sequence[str]) -> "SquadMetrics":
+                predictions: Sequence[str]) -> SquadMetrics:
         """Scores `predictions[i]` against the answers `gold_answers[i]` (an empty list, or
         only answers that normalise to nothing, for an unanswerable question).
 
