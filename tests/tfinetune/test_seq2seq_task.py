@@ -165,3 +165,27 @@ def test_evaluate_command_prints_the_runs_generation_metrics(spm_run_dir, transl
     saved = json.loads((spm_run_dir / "metrics.json").read_text())["validation"]
     assert printed["task"] == "seq2seq"
     assert {key: printed[key] for key in saved} == pytest.approx(saved, rel=1e-4)
+
+
+def test_xla_input_lengths_are_powers_of_two_within_max_length():
+    from tfinetune.seq2seq_task import input_length
+
+    assert [input_length(width, 100) for width in (1, 16, 17, 33, 64, 65, 99)] == [
+        16, 16, 32, 64, 64, 100, 100]
+    assert input_length(5, 8) == 8
+
+
+@pytest.mark.slow
+def test_xla_generation_gives_the_eager_tokens(spm_run_dir, translation_data):
+    from tfinetune.seq2seq_examples import Seq2SeqExamples
+    from tfinetune.seq2seq_task import generate
+
+    run_config = FitConfig.load(spm_run_dir / "fit_config.yaml")
+    tokenizer, model = load_seq2seq(str(spm_run_dir), "run")
+    examples = Seq2SeqExamples.read(translation_data["validation"], source_column="source",
+                                    target_column="target")
+    features = encode(tokenizer, examples.sources, None, run_config)
+    eager = generate(model, tokenizer, features, run_config, batch_size=5, use_xla=False)
+    compiled = generate(model, tokenizer, features, run_config, batch_size=5, use_xla=True)
+    assert compiled == eager
+    assert sum(eager[1]) > 0
