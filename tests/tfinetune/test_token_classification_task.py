@@ -157,3 +157,49 @@ def test_examples_of_the_fixture_round_trip_through_conll(ner_data):
     examples = TokenClassificationExamples.read(ner_data["validation"])
     assert examples.tokens == [s["tokens"] for s in ner_data["sentences"]]
     assert examples.tags == [s["tags"] for s in ner_data["sentences"]]
+
+
+def _tiny_roberta(directory, sentences):
+    """A tiny RoBERTa (byte-level BPE trained on `sentences`), saved like a Hub model."""
+    import tf_keras
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import RobertaConfig
+    from transformers import RobertaTokenizerFast
+    from transformers import TFRobertaModel
+
+    directory.mkdir()
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator([" ".join(s["tokens"]) for s in sentences], vocab_size=300,
+                            min_frequency=1,
+                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bpe.save_model(str(directory))
+    RobertaTokenizerFast(vocab_file=str(directory / "vocab.json"),
+                         merges_file=str(directory / "merges.txt")).save_pretrained(directory)
+    tf_keras.utils.set_random_seed(0)
+    model = TFRobertaModel(RobertaConfig(
+        vocab_size=bpe.get_vocab_size(), hidden_size=32, num_hidden_layers=1,
+        num_attention_heads=2, intermediate_size=64, max_position_embeddings=40,
+        type_vocab_size=1, pad_token_id=1, bos_token_id=0, eos_token_id=2))
+    model(model.dummy_inputs)
+    model.save_pretrained(directory)
+    return directory
+
+
+def test_byte_level_bpe_models_get_a_prefix_space_for_pre_split_words(tmp_path):
+    from tests.token_classification_fixtures import ner_sentences
+
+    model_dir = _tiny_roberta(tmp_path / "roberta", ner_sentences(40, seed=3))
+    rows = [{"tokens": ["Zoë", "lives", "in", "München"], "tags": ["B-PER", "O", "O", "B-LOC"]}]
+    task = _task(tmp_path, model_dir, rows, batch_size=1, max_length=32)
+    tokenizer, model = task.load_model()
+
+    features, labels = next(iter(task.train_dataset(tokenizer)[0]))
+
+    tokens = tokenizer.convert_ids_to_tokens(features["input_ids"][0].numpy().tolist())
+    labelled = [token for token, label in zip(tokens, labels[0].numpy()) if label != IGNORED]
+    # Each word starts with "Ġ" (its prefix space), as inside running text.
+    assert labelled[0].startswith("Ġ") and len(labelled) == 4
+    assert [labels[0].numpy()[i] for i, t in enumerate(tokens) if t in labelled] == [
+        task.tag_set.id_of(tag) for tag in rows[0]["tags"]]
+    loss = model(features, labels=labels).loss
+    assert np.isfinite(float(np.mean(loss)))
