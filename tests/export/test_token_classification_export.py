@@ -172,3 +172,62 @@ def test_only_the_old_tf_text_ops_that_stock_tf_serving_has(ner_export):
     # FastWordpieceTokenizeWithOffsets.
     assert {op for op in ops if not hasattr(tf.raw_ops, op)} == {
         "NormalizeUTF8", "RegexSplitWithOffsets", "WordpieceTokenizeWithOffsets"}
+
+
+@pytest.fixture(scope="module")
+def cased_distilbert_ner_run_dir(tmp_path_factory):
+    """A NER run directory with a cased DistilBERT (no token_type_ids, accents kept), seeded
+    weights large enough that scores vary per word."""
+    import tf_keras
+    import yaml
+    from transformers import DistilBertConfig
+    from transformers import DistilBertTokenizerFast
+    from transformers import TFDistilBertForTokenClassification
+
+    from tests.token_classification_fixtures import NER_VOCAB
+
+    tags = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+    run_dir = tmp_path_factory.mktemp("run-ner-distilbert")
+    vocab = NER_VOCAB + ["Zoë", "Zoe", "München", "Alice", "Paris", "New", "York", "##ë"]
+    (run_dir / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tokenizer = DistilBertTokenizerFast(vocab_file=str(run_dir / "vocab.txt"),
+                                        do_lower_case=False)
+    tokenizer.save_pretrained(run_dir)
+    tf_keras.utils.set_random_seed(1)
+    model = TFDistilBertForTokenClassification(DistilBertConfig(
+        vocab_size=len(vocab), dim=32, n_layers=2, n_heads=2, hidden_dim=64,
+        max_position_embeddings=64, num_labels=5, id2label=dict(enumerate(tags)),
+        label2id={tag: i for i, tag in enumerate(tags)}, initializer_range=0.5))
+    model(model.dummy_inputs)
+    model.save_pretrained(run_dir)
+    (run_dir / "labels.json").write_text(json.dumps({"labels": tags}), encoding="utf-8")
+    (run_dir / "fit_config.yaml").write_text(yaml.safe_dump(
+        {"task": "token-classification", "max_length": 24}), encoding="utf-8")
+    return run_dir
+
+
+@pytest.mark.slow  # ~25 s: one more export
+def test_cased_distilbert_ner_exports_and_matches(cased_distilbert_ner_run_dir, tmp_path):
+    import export
+    from transformers import TFAutoModelForTokenClassification
+
+    result = export.export_model(cased_distilbert_ner_run_dir, tmp_path)
+    loaded = tf.saved_model.load(str(result.path))
+    assert result.max_abs_difference < 1e-4
+    text = "Zoë and Zoe met Alice in München , New York"
+    outputs = serve(loaded, [text])
+
+    run = RunDirectory.open(cased_distilbert_ner_run_dir)
+    tokenizer = run.load_tokenizer()
+    words = text.split()
+    encoded = tokenizer(words, is_split_into_words=True, return_tensors="tf")
+    assert "token_type_ids" not in encoded
+    # Cased: "Zoë" keeps its accent (one vocabulary entry), unlike the uncased model.
+    assert tokenizer.convert_ids_to_tokens(encoded["input_ids"][0])[1] == "Zoë"
+    model = TFAutoModelForTokenClassification.from_pretrained(cased_distilbert_ner_run_dir)
+    probabilities = tf.nn.softmax(model(dict(encoded)).logits, axis=-1).numpy()[0]
+    first = [encoded.word_ids(0).index(word) for word in range(len(words))]
+    assert outputs["word_count"].tolist() == [len(words)]
+    np.testing.assert_allclose(outputs["scores"][0], probabilities[first].max(axis=-1),
+                               atol=1e-5)
+    assert len(set(np.round(outputs["scores"][0], 3))) > 3  # scores really vary per word
