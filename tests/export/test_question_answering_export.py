@@ -224,3 +224,39 @@ def test_a_question_too_long_for_a_window_is_truncated(loaded):
     (served,) = _serve(loaded, [question], [context])
     # 48 tokens - doc stride 16 - 4: the question keeps 28 tokens, the context gets windows.
     assert served[0] == "france"
+
+
+@pytest.mark.slow  # ~30-50 s: one more export
+def test_distilbert_run_without_token_type_ids_exports(tmp_path):
+    """DistilBERT takes no `token_type_ids`: the windows and parity check do without them."""
+    import tensorflow as tf
+    import yaml
+    from transformers import DistilBertConfig
+    from transformers import DistilBertTokenizerFast
+    from transformers import TFDistilBertForQuestionAnswering
+
+    import export
+    from tests.question_answering_fixtures import QA_VOCAB
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (tmp_path / "vocab.txt").write_text("\n".join(QA_VOCAB) + "\n", encoding="utf-8")
+    DistilBertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt")).save_pretrained(run)
+    tf.keras.utils.set_random_seed(3)
+    model = TFDistilBertForQuestionAnswering(DistilBertConfig(
+        vocab_size=len(QA_VOCAB), dim=32, n_layers=2, n_heads=2, hidden_dim=64,
+        max_position_embeddings=128))
+    model(model.dummy_inputs)
+    model.save_pretrained(run)
+    (run / "fit_config.yaml").write_text(yaml.safe_dump({
+        "task": "question-answering", "model": "distilbert", "max_length": QA_MAX_LENGTH,
+        "doc_stride": QA_DOC_STRIDE, "max_answer_length": 5}), encoding="utf-8")
+
+    result = export.export_model(run, tmp_path / "models")
+
+    assert result.max_abs_difference <= 1e-4
+    loaded = tf.saved_model.load(str(result.path))
+    contexts = _contexts()
+    served = _serve(loaded, QUESTIONS, contexts)
+    for (answer, start, end, _), context in zip(served, contexts):
+        assert context[start:end] == answer

@@ -244,3 +244,25 @@ def test_unanswerable_rows_are_refused_without_version_2(qa_base_model_dir, tmp_
             output_dir=str(tmp_path / "run"), max_length=QA_MAX_LENGTH,
             doc_stride=QA_DOC_STRIDE))
     assert not (tmp_path / "run").exists()
+
+
+def test_fit_command_trains_a_question_answering_run(qa_base_model_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from tfinetune.cli.main import cli
+
+    train = write_squad_json(tmp_path / "train.json", qa_rows(32, seed=21))
+    validation = write_jsonl(tmp_path / "validation.jsonl", qa_rows(8, seed=22))
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli, [
+        "fit", "--task", "question-answering", "--model", str(qa_base_model_dir),
+        "--train", str(train), "--validation", str(validation), "--output-dir", str(run),
+        "--max-length", "40", "--doc-stride", "12", "--max-answer-length", "4",
+        "--epochs", "1", "--batch-size", "16"])
+    assert result.exit_code == 0, result.output
+    config = tfinetune.FitConfig.load(run / "fit_config.yaml")
+    assert (config.task, config.max_length, config.doc_stride, config.max_answer_length) == (
+        "question-answering", 40, 12, 4)
+    metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["train_rows"] == 32 and metrics["validation_rows"] == 8
+    assert set(metrics["validation"]) >= {"loss", "exact_match", "f1", "total"}
