@@ -108,8 +108,7 @@ class TokenClassificationTask(FineTuningTask):
     def train_dataset(self, tokenizer: Any) -> tuple[Any, int]:
         config = self.config
         encoding = _Encoding.of(tokenizer, self.train, config.max_length)
-        dataset = encoding.dataset(config.batch_size, pad_token_id=tokenizer.pad_token_id or 0,
-                                   shuffle=True, seed=config.seed)
+        dataset = encoding.dataset(config.batch_size, shuffle=True, seed=config.seed)
         return dataset, math.ceil(len(self.train) / config.batch_size)
 
     def prepare_validation(self, tokenizer: Any) -> None:
@@ -196,10 +195,11 @@ class _Encoding:
     tokens) and the training labels (tag id on first sub-tokens, -100 elsewhere)."""
 
     def __init__(self, features: dict[str, list[list[int]]], word_ids: list[list[int | None]],
-                 labels: list[list[int]]) -> None:
+                 labels: list[list[int]], pad_token_id: int) -> None:
         self.features = features
         self.word_ids = word_ids
         self.labels = labels
+        self.pad_token_id = pad_token_id
 
     @classmethod
     def of(cls, tokenizer: Any, examples: TokenClassificationExamples,
@@ -210,10 +210,10 @@ class _Encoding:
         word_ids = [encoded.word_ids(i) for i in range(len(examples))]
         labels = [_aligned_labels(words, tags) for words, tags in
                   zip(word_ids, examples.tag_ids())]
-        return cls({key: encoded[key] for key in keys}, word_ids, labels)
+        return cls({key: encoded[key] for key in keys}, word_ids, labels,
+                   tokenizer.pad_token_id or 0)
 
-    def dataset(self, batch_size: int, *, pad_token_id: int, shuffle: bool = False,
-                seed: int | None = None):
+    def dataset(self, batch_size: int, *, shuffle: bool = False, seed: int | None = None):
         """`(features, labels)` batches padded to each batch's longest row (labels with -100)."""
         from tfinetune import _environment  # noqa: F401
         import tensorflow as tf
@@ -228,6 +228,8 @@ class _Encoding:
         dataset = tf.data.Dataset.from_tensor_slices((features, ragged(self.labels)))
         if shuffle:
             dataset = dataset.shuffle(len(self.labels), seed=seed, reshuffle_each_iteration=True)
+
+        pad_token_id = self.pad_token_id
 
         def pad(batch, labels):
             dense = {key: value.to_tensor(default_value=pad_token_id if key == "input_ids" else 0)
@@ -263,7 +265,7 @@ def _evaluate(model: Any, encoding: _Encoding, examples: TokenClassificationExam
               batch_size: int) -> tuple[float, EntityMetrics]:
     """Mean cross-entropy over the labelled positions and the entity metrics of the words'
     predicted tags (`O` for words without tokens)."""
-    dataset = encoding.dataset(batch_size, pad_token_id=0)
+    dataset = encoding.dataset(batch_size)
     total, count = 0.0, 0
     predicted_tags: list[list[str]] = []
     names = examples.tag_set.names

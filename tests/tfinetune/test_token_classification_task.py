@@ -203,3 +203,19 @@ def test_byte_level_bpe_models_get_a_prefix_space_for_pre_split_words(tmp_path):
         task.tag_set.id_of(tag) for tag in rows[0]["tags"]]
     loss = model(features, labels=labels).loss
     assert np.isfinite(float(np.mean(loss)))
+
+
+def test_input_ids_pad_with_the_tokenizer_pad_id(tmp_path):
+    from tests.token_classification_fixtures import ner_sentences
+
+    model_dir = _tiny_roberta(tmp_path / "roberta", ner_sentences(40, seed=3))
+    rows = [{"tokens": ["Paris"], "tags": ["B-LOC"]},
+            {"tokens": ["Alice", "met", "Bob"], "tags": ["B-PER", "O", "B-PER"]}]
+    task = _task(tmp_path, model_dir, rows, batch_size=2)
+    tokenizer, _ = task.load_model()
+
+    features, _ = next(iter(task.train_dataset(tokenizer)[0]))
+
+    mask = features["attention_mask"].numpy()
+    assert tokenizer.pad_token_id == 1 and (mask == 0).any()
+    assert set(features["input_ids"].numpy()[mask == 0].tolist()) == {1}
