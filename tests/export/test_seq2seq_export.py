@@ -18,7 +18,7 @@ from export.sentencepiece_tokenizer import SentencePieceTokenizer
 
 TEXTS = ["translate: one two", "", "naïve Café one two three four five six",
          "  spaces\tand\nnew  lines ", "hello world, how are you?", "日本語"]
-UNSEEN = ["two green bird garden", "four blue cat tree", "dog", "ONE Red!"]
+UNSEEN = ["four blue bird house", "four red dog garden", "dog", "ONE Red!"]
 
 
 def random_id_rows(vocab_size: int, count: int = 300, seed: int = 0) -> list[list[int]]:

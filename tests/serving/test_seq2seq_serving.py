@@ -21,7 +21,8 @@ from tests.serving.models import predict_request
 
 pytestmark = pytest.mark.slow
 
-TEXTS = ["two green bird garden", "four blue cat tree", "one red dog house", "", "naïve café"]
+#: Three sources not in the training data, then two odd inputs.
+TEXTS = ["four blue bird house", "four red bird tree", "one blue bird garden", "", "naïve café"]
 
 
 def expected_generation(run_dir, texts, num_beams=1, max_new_tokens=20, max_length=24):
