@@ -179,3 +179,29 @@ def test_score_command_writes_entities(address, tmp_path):
     assert [(e["type"], e["start"], e["end"], e["text"]) for e in entities] == [
         ("PER", 0, 3, "Zoë"), ("LOC", 13, 20, "München")]
     assert json.loads(rows[1]["entities"]) == [] and rows[1]["error"] == ""
+
+
+def test_batched_requests_of_different_lengths_decode_the_same(ner_export):
+    from concurrent.futures import ThreadPoolExecutor
+
+    texts = ["Zoë lives in München", "mr Alice Smith visited New York today", "",
+             "yesterday Bob went to Paris and Rome"]
+    server = Server({"ner": ner_export.path.parent}, port=0, file_system_poll_wait_seconds=0,
+                    enable_batching=True).start()
+    try:
+        with Client(f"127.0.0.1:{server.port}", "ner") as client:
+            alone = [client.predict([text])[0].entities for text in texts]
+            with ThreadPoolExecutor(8) as pool:
+                merged = list(pool.map(lambda text: client.predict([text])[0].entities,
+                                       texts * 4))
+    finally:
+        server.stop(grace=2)
+
+    def spans(entities):
+        return [(e["type"], e["start"], e["end"], e["text"]) for e in entities]
+
+    assert [spans(entities) for entities in merged] == [spans(e) for e in alone] * 4
+    for entities, expected in zip(merged, alone * 4):  # padding changes no score
+        assert [e["score"] for e in entities] == pytest.approx([e["score"] for e in expected],
+                                                               abs=1e-5)
+    assert [e["text"] for e in alone[3]] == ["Bob", "Paris", "Rome"]
