@@ -40,7 +40,12 @@ def expected_generation(run_dir, texts, num_beams=1, max_new_tokens=20, max_leng
 
 @pytest.fixture(scope="module")
 def seq2seq_server(spm_export, byt5_export):
+    from serving.server_options import ANY_FREE_PORT
+
+    # With --enable_batching (concurrent requests merged into one run of the signature) and
+    # the REST API.
     server = Server({"t5": spm_export.path.parent, "byt5": byt5_export.path.parent}, port=0,
+                    rest_api_port=ANY_FREE_PORT, enable_batching=True,
                     file_system_poll_wait_seconds=0).start()
     yield server
     server.stop(grace=5)
@@ -78,6 +83,29 @@ def test_client_detects_seq2seq_and_returns_generated_text(seq2seq_server, expec
         beam = [p.generated_text for p in client.predict(TEXTS[:2])]
     assert beam == expected_generation(byt5_run_dir, TEXTS[:2], num_beams=2,
                                        max_new_tokens=10, max_length=32)
+
+
+def test_rest_predict_returns_generated_text_per_instance(seq2seq_server, expected):
+    from tests.serving.models import rest_json
+
+    status, body = rest_json(seq2seq_server.rest_port, "POST", "/v1/models/t5:predict",
+                             {"instances": TEXTS[:2]})
+    assert status == 200
+    assert [row["generated_text"] for row in body["predictions"]] == expected[:2]
+    assert all(len(row["generated_ids"]) == 21 for row in body["predictions"])
+
+
+def test_concurrent_requests_merged_by_batching_get_their_own_generations(seq2seq_server,
+                                                                         expected):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def predict(text):
+        with Client(f"127.0.0.1:{seq2seq_server.port}", "t5") as client:
+            return client.predict([text])[0].generated_text
+
+    with ThreadPoolExecutor(max_workers=len(TEXTS)) as pool:
+        results = list(pool.map(predict, TEXTS * 2))
+    assert results == expected * 2
 
 
 def test_predict_command_prints_text_and_generated_text(seq2seq_server, expected):
