@@ -224,10 +224,21 @@ class FitConfig:
                 f"Unknown learning-rate schedule. Expected one of {list(SCHEDULES)}. "
                 f"Received: schedule={self.schedule!r}"
             )
-        if self.head_hidden_sizes and self.task != "text-classification":
-            raise ConfigError(
-                "Option 'head_hidden_sizes' applies to text classification only. Received: "
-                f"head_hidden_sizes={list(self.head_hidden_sizes)} with task={self.task!r}")
+        if self.task != "text-classification":
+            classification_only = {
+                "head_hidden_sizes": (bool(self.head_hidden_sizes),
+                                      list(self.head_hidden_sizes)),
+                "problem_type": (self.problem_type != "single-label", self.problem_type),
+                "freeze_backbone": (self.freeze_backbone, self.freeze_backbone),
+                "freeze_layers": (bool(self.freeze_layers), self.freeze_layers),
+                "classifier_dropout": (self.classifier_dropout is not None,
+                                       self.classifier_dropout),
+            }
+            for name, (given, value) in classification_only.items():
+                if given:
+                    raise ConfigError(
+                        f"Option '{name}' applies to text classification only. Received: "
+                        f"{name}={value!r} with task={self.task!r}")
         if self.task != "text-classification":
             return
         columns = [self.text_column, self.label_column]

@@ -42,9 +42,14 @@ def test_bad_head_hidden_sizes_are_refused(value):
         _config(head_hidden_sizes=value)
 
 
-def test_head_hidden_sizes_only_for_text_classification():
-    with pytest.raises(ConfigError, match="applies to text classification only"):
-        _config(task="seq2seq", head_hidden_sizes="32")
+@pytest.mark.parametrize("name, value", [
+    ("head_hidden_sizes", "32"), ("problem_type", "multi-label"), ("freeze_backbone", True),
+    ("freeze_layers", 2), ("classifier_dropout", 0.2)])
+@pytest.mark.parametrize("task", ["token-classification", "question-answering", "seq2seq"])
+def test_classification_options_are_refused_for_other_tasks(task, name, value):
+    with pytest.raises(ConfigError, match=rf"Option '{name}' applies to text classification "
+                                          rf"only\. Received: {name}=.* with task='{task}'"):
+        _config(task=task, **{name: value})
 
 
 def test_head_hidden_sizes_round_trip_through_yaml(tmp_path):
