@@ -53,7 +53,11 @@ def export_model(
     max_length: int | None = None,
     parity_texts: Sequence[str] | None = None,
 ) -> ExportResult:
-    """Exports a fine-tuned classifier as a SavedModel with its tokenizer in the graph.
+    """Exports a fine-tuned run as a SavedModel with its tokenizer in the graph.
+
+    Text classifiers are described below; runs of the other tasks (token classification,
+    question answering, seq2seq) are exported by their `TaskExport` (see `export.task_export`)
+    with the same version handling, atomic write and parity check.
 
     Writes `base_path/<version>/` the way TF Serving expects: the SavedModel is written to a
     temporary directory beside it (`base_path/.tmp-export-<version>-<random>`, a name TF Serving

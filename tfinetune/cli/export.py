@@ -42,8 +42,11 @@ def command(run_dir: Path, base_path: Path, version: int | None,
     """Export a fine-tuned run as a SavedModel version, tokenizer included.
 
     Writes BASE_PATH/<version>/ atomically (built in a temporary directory beside it, reloaded,
-    checked against the in-memory model, then renamed), with the signatures serving_default
-    (raw strings), tokens (token ids) and classify (tf.Example, TF Serving's Classify API).
+    checked against the in-memory model, then renamed). The run's task decides the signatures:
+    classifiers get serving_default (raw strings), tokens (token ids) and classify or regress
+    (tf.Example, TF Serving's Classify/Regress API); NER models serving_default (text → per-word
+    tags, scores, offsets) and tokens; QA models serving_default (question, context → answer,
+    start, end, score) and tokens; seq2seq models serving_default (text → generated_text).
     Prints the version directory on stdout.
 
     \b
