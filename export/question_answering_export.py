@@ -43,6 +43,7 @@ PARITY_CONTEXTS = (
     "",
     "  Spaces, tabs\tand\nnewlines  ",
     "北京 is a city. Straße, ǅ and ﬁ ligatures!",
+    "An " + "overlong" * 14 + " word (over 100 bytes) and e\u0301cole 😀 İstanbul.",
 )
 
 

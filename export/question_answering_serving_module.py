@@ -140,12 +140,8 @@ class QuestionAnsweringServingModule(tf.Module):
         before_row = tf.gather(tf.concat([[0], cumulative], 0), row_starts)
         ends = normalized.with_flat_values(
             cumulative - tf.repeat(before_row, normalized.row_lengths()))
-        wordpiece = self.tokenizer.wordpiece_tokenizer
-        tokens, token_starts, token_ends = wordpiece.tokenize_with_offsets(
+        tokens, token_starts, token_ends = self._wordpieces_with_offsets(
             tf.strings.reduce_join(normalized, axis=1))
-        tokens = tokens.merge_dims(1, -1)
-        token_starts = token_starts.merge_dims(1, -1)
-        token_ends = token_ends.merge_dims(1, -1)
         largest = tf.int64.max
         sorted_ends = ends.to_tensor(default_value=largest)
         # The character holding a token's first byte, and one past the one holding its last.
@@ -159,6 +155,25 @@ class QuestionAnsweringServingModule(tf.Module):
         byte_length = tf.cast(tf.expand_dims(tf.strings.length(context), 1), tf.int64)
         byte_offsets = tf.concat([byte_starts, tf.RaggedTensor.from_tensor(byte_length)], axis=1)
         return tokens, char_starts, char_ends, byte_offsets
+
+    def _wordpieces_with_offsets(self, text):
+        """WordPiece ids with byte offsets (ragged [batch, (tokens)]), as
+        `tensorflow_text.BertTokenizer.tokenize_with_offsets` but with a whole word's offsets
+        for a one-piece word: TF Text gives the [UNK] of a word longer than
+        `max_bytes_per_word` the offsets (0, 5) in the word, Hugging Face the whole word."""
+        bert = self.tokenizer.wordpiece_tokenizer
+        words, word_starts, word_ends = bert._basic_tokenizer.tokenize_with_offsets(text)
+        pieces, piece_starts, piece_ends = bert._wordpiece_tokenizer.tokenize_with_offsets(words)
+        pieces_per_word = pieces.values.row_lengths()
+        one_piece = tf.repeat(pieces_per_word == 1, pieces_per_word)
+        word_length = tf.repeat((word_ends - word_starts).flat_values, pieces_per_word)
+        piece_starts = piece_starts.with_flat_values(
+            tf.where(one_piece, tf.zeros_like(word_length), piece_starts.flat_values))
+        piece_ends = piece_ends.with_flat_values(
+            tf.where(one_piece, word_length, piece_ends.flat_values))
+        starts = tf.expand_dims(word_starts, axis=2) + piece_starts
+        ends = tf.expand_dims(word_starts, axis=2) + piece_ends
+        return (pieces.merge_dims(1, -1), starts.merge_dims(1, -1), ends.merge_dims(1, -1))
 
     def _encode(self, question, context):
         questions = self.tokenizer.wordpieces(question)[:, :self.max_question_tokens]

@@ -110,6 +110,37 @@ def test_windows_and_offsets_are_the_hugging_face_tokenizers(loaded, qa_referenc
         assert got == expected
 
 
+TRICKY_CONTEXTS = [
+    "e\u0301cole is in paris", "ΟΔΟΣ ΟΔΟΣ paris", "a\u200bb paris", "\x00ctrl paris",
+    "İstanbul is in france", "😀 fun paris 😀", "tab\there\r\nnew", "ﬁne ǅ Straße",
+    "\u00a0 nbsp\u3000ideographic", "x" * 120 + " paris", "Ａｂｃ full-width",
+    "\ufffd replacement", "a\u0300\u0301\u0302 b", "日本語のテキスト paris",
+]
+
+
+def test_offsets_of_unusual_characters_are_the_hugging_face_tokenizers(loaded, qa_reference):
+    """Accents (composed and combining), control and zero-width characters, astral emoji,
+    full-width letters, a word over 100 bytes ([UNK]), CJK."""
+    import tensorflow as tf
+
+    _, tokenizer = qa_reference
+    questions = ["where is paris ?"] * len(TRICKY_CONTEXTS)
+    windows = loaded.windows(tf.constant(questions), tf.constant(TRICKY_CONTEXTS))
+    encoded = tokenizer(questions, TRICKY_CONTEXTS, truncation="only_second",
+                        max_length=QA_MAX_LENGTH, stride=QA_DOC_STRIDE,
+                        return_overflowing_tokens=True, return_offsets_mapping=True,
+                        padding="longest")
+    np.testing.assert_array_equal(windows["input_ids"].numpy(), np.array(encoded["input_ids"]))
+    for row in range(len(encoded["input_ids"])):
+        sequence_ids = encoded.sequence_ids(row)
+        expected = [tuple(offset) for offset, sequence_id in
+                    zip(encoded["offset_mapping"][row], sequence_ids) if sequence_id == 1]
+        starts = windows["offset_start"].numpy()[row]
+        got = [(int(start), int(end)) for start, end in
+               zip(starts, windows["offset_end"].numpy()[row]) if start >= 0]
+        assert got == expected, TRICKY_CONTEXTS[encoded["overflow_to_sample_mapping"][row]]
+
+
 def test_served_answers_are_the_in_memory_models(loaded, qa_reference):
     model, tokenizer = qa_reference
     contexts = _contexts()
