@@ -59,6 +59,10 @@ class QuestionAnsweringServingModule(tf.Module):
     offsets of the normalised text mapped back to the characters they came from — so offsets
     and the answer refer to the context as sent, accents and all.
 
+    Known differences from the Hugging Face tokenizer are `InGraphTokenizer`'s: special tokens
+    typed in the text ("[SEP]") are split like words here, and a word over 100 bytes (Hugging
+    Face: 100 characters) becomes [UNK].
+
     The module also saves `windows(question, context)` (not a signature): the windows' token
     ids, `example` (the pair of each window) and `offset_start`/`offset_end` (character offsets
     of context tokens, -1 elsewhere), for comparing with the Hugging Face tokenizer; plus
