@@ -28,8 +28,9 @@ def _contexts() -> list[str]:
 @pytest.fixture(scope="module")
 def qa_server(qa_export):
     from serving import Server
+    from serving.server_options import ANY_FREE_PORT
 
-    server = Server({MODEL: qa_export.path.parent}, port=0,
+    server = Server({MODEL: qa_export.path.parent}, port=0, rest_api_port=ANY_FREE_PORT,
                     file_system_poll_wait_seconds=0).start()
     yield server
     server.stop(grace=5)
@@ -90,6 +91,21 @@ def test_client_detects_the_task_and_answers_from_later_windows(address):
         assert prediction.problem_type == "question-answering"
         assert 0.0 < prediction.score <= 1.0
         assert prediction.entities is None and prediction.label is None
+
+
+def test_rest_predict_answers_in_columnar_json(qa_server):
+    import urllib.request
+
+    contexts = _contexts()
+    body = json.dumps({"inputs": {"question": QUESTIONS[:2], "context": contexts[:2]}}).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{qa_server.rest_port}/v1/models/{MODEL}:predict", data=body,
+        headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        outputs = json.loads(response.read())["outputs"]
+    assert outputs["answer"] == ["france", "italy"]
+    assert outputs["start"] == [contexts[0].index("france"), contexts[1].index(" in italy") + 4]
+    assert [end - start for start, end in zip(outputs["start"], outputs["end"])] == [6, 5]
 
 
 def test_empty_context_is_no_answer(address):
