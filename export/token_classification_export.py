@@ -7,8 +7,9 @@ Signatures (see `export.token_classifier_serving_module` for the details):
   string [-1, -1] (BIO tag), `scores` float32 [-1, -1] (its softmax probability),
   `word_start` / `word_end` int64 [-1, -1] (byte offsets into the UTF-8 text, end exclusive),
   padded past `word_count` int64 [-1] with `""` / 0. Text is split into words on whitespace and
-  punctuation (BERT's basic tokenization), each word tagged from its first sub-token; words
-  past `max_length - 2` tokens are not tagged.
+  punctuation (BERT's basic tokenization), each word tagged from its first sub-token; a text
+  longer than `max_length` tokens runs as consecutive windows of `max_length - 2` word pieces,
+  so every word is tagged.
 - `tokens`: `input_ids`, `attention_mask`, `token_type_ids` int32 [-1, -1] → `logits`,
   `probabilities` float32 [-1, -1, T].
 
@@ -139,10 +140,10 @@ class TokenClassificationExport(TaskExport):
                 "tags_column": self.run.fit_config.get("tags_column")}
 
     def check_parity(self, export_dir: Path) -> float:
-        """Reloads `export_dir` and checks, on `parity_texts`: the in-graph token ids equal the
-        Hugging Face tokenizer's on the same words (exactly); every word is tagged from its first
-        sub-token; `tokens` logits and `serving_default` scores equal the in-memory model's
-        (within 1e-4) and the tags are its argmax.
+        """Reloads `export_dir` and checks, on `parity_texts`: every window's token ids equal
+        the Hugging Face tokenizer's ids of the same words cut into the same windows (exactly);
+        every word is tagged from its first sub-token; `tokens` logits and `serving_default`
+        scores equal the in-memory model's (within 1e-4) and the tags are its argmax.
 
         Raises:
             ParityError: naming the text and what differs.
@@ -153,6 +154,8 @@ class TokenClassificationExport(TaskExport):
         served = {key: value.numpy() for key, value in
                   loaded.signatures[SERVING_DEFAULT](text=text_tensor).items()}
         encoded = {key: value.numpy() for key, value in loaded.tokenize(text_tensor).items()}
+        first_rows = np.cumsum(encoded["window_count"]) - encoded["window_count"]
+        budget = self._max_length - 2
         tags = list(self.run.labels)
         largest = 0.0
         for i, text in enumerate(texts):
@@ -160,33 +163,41 @@ class TokenClassificationExport(TaskExport):
             count = int(served["word_count"][i])
             words = [data[start:end].decode("utf-8") for start, end in
                      zip(served["word_start"][i][:count], served["word_end"][i][:count])]
-            expected = self.tokenizer(words, is_split_into_words=True, truncation=True,
-                                      max_length=self._max_length, return_tensors="np")
-            length = int(encoded["attention_mask"][i].sum())
-            if encoded["input_ids"][i][:length].tolist() != expected["input_ids"][0].tolist():
+            expected = self.tokenizer(words, is_split_into_words=True, add_special_tokens=False)
+            ids = expected["input_ids"]
+            windows = [[self.tokenizer.cls_token_id, *ids[k:k + budget],
+                        self.tokenizer.sep_token_id] for k in range(0, max(len(ids), 1), budget)]
+            rows = range(first_rows[i], first_rows[i] + encoded["window_count"][i])
+            received = [encoded["input_ids"][row][:encoded["attention_mask"][row].sum()].tolist()
+                        for row in rows]
+            if received != windows:
                 raise ParityError(
                     f"The in-graph tokenizer differs from the Hugging Face tokenizer. Expected "
-                    f"the token ids {expected['input_ids'][0].tolist()} for the words {words}. "
-                    f"Received: {encoded['input_ids'][i][:length].tolist()} for text {text!r}")
-            first_tokens = _first_tokens(expected.word_ids(0))
+                    f"the windows {windows} for the words {words}. Received: {received} for "
+                    f"text {text!r}")
+            first_tokens = _first_tokens(expected.word_ids())
             if sorted(first_tokens) != list(range(count)):
                 raise ParityError(
                     f"The export tags words the model does not see. Expected each of the "
                     f"{count} words to have a first token. Received: word ids "
-                    f"{expected.word_ids(0)} for text {text!r}")
-            inputs = {key: tf.constant(value) for key, value in expected.items()}
-            reference = tf.cast(self.model(inputs, training=False).logits, tf.float32).numpy()[0]
-            logits = loaded.signatures[TOKENS](**{
-                key: tf.constant(encoded[key][i:i + 1, :length]) for key in
-                ("input_ids", "attention_mask", "token_type_ids")})["logits"].numpy()[0]
-            largest = max(largest, _compare(logits, reference, "tokens logits", text))
-            positions = [first_tokens[word] for word in range(count)]
-            probabilities = tf.nn.softmax(reference[positions], axis=-1).numpy()
+                    f"{expected.word_ids()} for text {text!r}")
+            references = []
+            for window, row in zip(windows, rows):
+                reference = self._in_memory_logits(window)
+                logits = loaded.signatures[TOKENS](**{
+                    key: tf.constant(encoded[key][row:row + 1, :len(window)]) for key in
+                    ("input_ids", "attention_mask", "token_type_ids")})["logits"].numpy()[0]
+                largest = max(largest, _compare(logits, reference, "tokens logits", text))
+                references.append(reference)
+            word_logits = np.array(
+                [references[first_tokens[word] // budget][first_tokens[word] % budget + 1]
+                 for word in range(count)]).reshape(count, len(tags))
+            probabilities = tf.nn.softmax(word_logits, axis=-1).numpy()
             largest = max(largest, _compare(served["scores"][i][:count],
-                                            probabilities.max(axis=-1) if count else
-                                            np.zeros(0), "serving_default scores", text))
+                                            probabilities.max(axis=-1),
+                                            "serving_default scores", text))
             for word, row in enumerate(probabilities):
-                best = np.sort(row)[-2:] if len(row) > 1 else row
+                best = np.sort(row)[-2:]
                 tag = served["tags"][i][word].decode("utf-8")
                 if tag != tags[int(np.argmax(row))] and best[-1] - best[0] > TOLERANCE:
                     raise ParityError(
@@ -196,6 +207,14 @@ class TokenClassificationExport(TaskExport):
         logger.info("Token-classification parity on %d texts: max |difference| %.3g",
                     len(texts), largest)
         return largest
+
+    def _in_memory_logits(self, ids: list[int]) -> np.ndarray:
+        """The in-memory model's logits [tokens, tags] for one unpadded sequence of ids."""
+        inputs = {"input_ids": tf.constant([ids], tf.int32),
+                  "attention_mask": tf.ones([1, len(ids)], tf.int32)}
+        if self.module._model_takes_token_type_ids:
+            inputs["token_type_ids"] = tf.zeros([1, len(ids)], tf.int32)
+        return tf.cast(self.model(inputs, training=False).logits, tf.float32).numpy()[0]
 
 
 def _first_tokens(word_ids: Sequence[int | None]) -> dict[int, int]:

@@ -20,14 +20,16 @@ Face's `BertPreTokenizer`) splits it, on whitespace (removed) and punctuation an
 characters (each its own word), keeping byte offsets into the raw text. Each word is then
 normalised like the Hugging Face tokenizer (lower-casing, accent stripping) and WordPiece
 tokenized; the model sees `[CLS] pieces of every word [SEP]`, exactly what
-`tokenizer(words, is_split_into_words=True, truncation=True, max_length=...)` gives, and each
-word is tagged from its first sub-token, as in training. Words whose first sub-token is past
-`max_length - 2` tokens are not tagged (not counted in `word_count`); words that normalise to
-nothing (e.g. only control characters) are dropped.
+`tokenizer(words, is_split_into_words=True)` gives, and each word is tagged from its first
+sub-token, as in training. Words that normalise to nothing (e.g. only control characters) are
+dropped. A text longer than `max_length` tokens is cut into consecutive windows of
+`max_length - 2` word pieces (no overlap; a word may straddle two windows, and is tagged from the
+window holding its first piece), each run as `[CLS] window [SEP]`, so every word is tagged; a
+word at the start of a window sees only that window as context.
 
-The module also saves `tokenize(text)` (not a signature): the model inputs and each word's
-first-token position and offsets, so that the parity check can compare the in-graph
-tokenization with the Hugging Face tokenizer exactly.
+The module also saves `tokenize(text)` (not a signature): the windows' model inputs and each
+word's window, first-token position and offsets, so that the parity check can compare the
+in-graph tokenization with the Hugging Face tokenizer exactly.
 """
 
 from __future__ import annotations
@@ -114,11 +116,17 @@ class TokenClassifierServingModule(tf.Module):
                              attention_mask=encoded["attention_mask"],
                              token_type_ids=encoded["token_type_ids"])["logits"]
         word_count = encoded["word_count"]
-        word_logits = tf.gather(logits, encoded["word_position"], batch_dims=1)
+        # Each word's logits: row `word_window` (its window), column `word_position`.
+        words = tf.sequence_mask(word_count, tf.shape(encoded["word_window"], tf.int64)[1])
+        at = tf.stack([tf.boolean_mask(encoded["word_window"], words),
+                       tf.boolean_mask(encoded["word_position"], words)], axis=1)
+        flat = tf.gather_nd(logits, at)
+        word_logits = tf.RaggedTensor.from_row_lengths(flat, word_count).to_tensor()
         probabilities = tf.nn.softmax(word_logits, axis=-1)
         tag_ids = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
-        words = tf.sequence_mask(word_count, tf.shape(tag_ids, out_type=tf.int64)[1])
         names = tf.constant(self.tag_names, dtype=tf.string)
+        # to_tensor pads to the longest row: the same width as the offsets.
+        words = tf.sequence_mask(word_count, tf.shape(tag_ids, tf.int64)[1])
         return {
             "tags": tf.where(words, tf.gather(names, tag_ids), ""),
             "scores": tf.where(words, tf.reduce_max(probabilities, axis=-1), 0.0),
@@ -135,9 +143,10 @@ class TokenClassifierServingModule(tf.Module):
         return {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1)}
 
     def _tokenize(self, text):
-        """Model inputs (int32 [batch, longest]) plus, per tagged word, `word_position` (its
-        first token's index), `word_start`/`word_end` (byte offsets) as int64 [batch, words]
-        padded with 0, and `word_count` int64 [batch]."""
+        """The model inputs of every window (int32 [windows, longest]) and, per text,
+        `window_count` int64 [batch]; per word, `word_window` (its window's row in the inputs),
+        `word_position` (its first token's index in that row), `word_start`/`word_end` (byte
+        offsets), all int64 [batch, words] padded with 0; and `word_count` int64 [batch]."""
         words, starts, ends = split_words(text)
         pieces = self.tokenizer.wordpieces(words.flat_values)  # [all words, (pieces)]
         piece_counts = pieces.row_lengths()
@@ -148,25 +157,32 @@ class TokenClassifierServingModule(tf.Module):
         ends = tf.ragged.boolean_mask(ends, has_tokens)
         # The first token of each word, counted from the text's first token.
         first = _exclusive_row_cumsum(counts)
-        budget = self.tokenizer.max_length - 2
-        visible = first.with_flat_values(first.flat_values < budget)
-        first = tf.ragged.boolean_mask(first, visible)
-        starts = tf.ragged.boolean_mask(starts, visible)
-        ends = tf.ragged.boolean_mask(ends, visible)
 
+        # Windows of `budget` tokens, one after the other (at least one per text).
+        budget = tf.constant(self.tokenizer.max_length - 2, tf.int64)
         token_ids = tf.RaggedTensor.from_row_splits(pieces, words.row_splits).merge_dims(1, 2)
+        total = token_ids.row_lengths()
+        window_count = tf.maximum((total + budget - 1) // budget, 1)
+        window_begin = tf.ragged.range(window_count).flat_values * budget
+        window_length = tf.minimum(budget, tf.repeat(total, window_count) - window_begin)
+        windows = tf.RaggedTensor.from_row_lengths(token_ids.flat_values, window_length)
         input_ids, token_type_ids = tf_text.combine_segments(
-            (token_ids[:, :budget],), start_of_sequence_id=self.tokenizer.cls_token_id,
+            (windows,), start_of_sequence_id=self.tokenizer.cls_token_id,
             end_of_segment_id=self.tokenizer.sep_token_id)
         length = tf.maximum(input_ids.bounding_shape(axis=1), 2)
         input_ids, attention_mask = tf_text.pad_model_inputs(
             input_ids, max_seq_length=length, pad_value=self.tokenizer.pad_token_id)
         token_type_ids, _ = tf_text.pad_model_inputs(token_type_ids, max_seq_length=length)
+
+        first_window = tf.cumsum(window_count, exclusive=True)  # each text's first window row
+        word_window = first // budget + tf.expand_dims(first_window, 1)
         return {
             "input_ids": tf.cast(input_ids, tf.int32),
             "attention_mask": tf.cast(attention_mask, tf.int32),
             "token_type_ids": tf.cast(token_type_ids, tf.int32),
-            "word_position": (first + 1).to_tensor(default_value=0),  # + 1: after [CLS]
+            "window_count": window_count,
+            "word_window": word_window.to_tensor(default_value=0),
+            "word_position": (first % budget + 1).to_tensor(default_value=0),  # after [CLS]
             "word_start": starts.to_tensor(default_value=0),
             "word_end": ends.to_tensor(default_value=0),
             "word_count": first.row_lengths(),

@@ -85,18 +85,37 @@ def test_cjk_characters_are_words_of_their_own(loaded):
     assert words == ["Alice", "met", "李", "雷", "in", "Paris"]
 
 
-def test_words_past_max_length_are_not_tagged(ner_run_dir, loaded):
+def test_long_texts_are_tagged_in_consecutive_windows(ner_run_dir, loaded):
     tokenizer = RunDirectory.open(ner_run_dir).load_tokenizer()
-    text = " ".join(["München"] * 20)  # two pieces per word; max_length 32 → 30 pieces
+    # "in" + 20 × "mun ##chen" = 41 pieces; max_length 32 → windows of 30 pieces. The 15th
+    # München starts at piece 29 (window 1) and ends at piece 30 (window 2).
+    text = "in " + " ".join(["München"] * 20)
 
-    outputs = serve(loaded, [text])
+    outputs = serve(loaded, [text, "Paris"])
+    encoded = {key: value.numpy() for key, value in loaded.tokenize(
+        tf.constant([text, "Paris"])).items()}
 
-    assert outputs["word_count"].tolist() == [15]
-    encoded = loaded.tokenize(tf.constant([text]))
-    assert encoded["input_ids"].shape == (1, 32)
-    assert encoded["word_position"].numpy()[0].tolist() == list(range(1, 31, 2))
-    expected = tokenizer(text.split(), is_split_into_words=True, truncation=True, max_length=32)
-    assert encoded["input_ids"].numpy()[0].tolist() == expected["input_ids"]
+    assert outputs["word_count"].tolist() == [21, 1]
+    assert encoded["window_count"].tolist() == [2, 1]
+    assert encoded["word_window"][0].tolist() == [0] * 16 + [1] * 5
+    assert encoded["word_position"][0].tolist() == [1, *range(2, 31, 2), *range(2, 12, 2)]
+    assert encoded["word_window"][1][0] == 2  # the second text's window comes after them
+    pieces = tokenizer(text.split(), is_split_into_words=True, add_special_tokens=False)[
+        "input_ids"]
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    assert encoded["input_ids"][0].tolist() == [cls, *pieces[:30], sep]
+    assert encoded["input_ids"][1][:13].tolist() == [cls, *pieces[30:], sep]
+    assert encoded["attention_mask"][1].sum() == 13
+    assert set(outputs["tags"][0].tolist()) == {b"B-LOC", b"O"}  # "in" is O
+    assert outputs["tags"][0][0] == b"O"
+
+
+def test_parity_holds_across_window_boundaries(ner_run_dir, ner_export):
+    text = "in " + " ".join(["München"] * 20) + " Alice Smith lives in Paris ."
+    task_export = TokenClassificationExport(RunDirectory.open(ner_run_dir),
+                                            parity_texts=[text, "Zoë"])
+
+    assert task_export.check_parity(ner_export.path) < 1e-4
 
 
 def test_scores_equal_the_in_memory_model(ner_run_dir, loaded):
@@ -141,7 +160,6 @@ def test_assets_extra(ner_export):
 def test_parity_check_catches_a_model_that_differs(ner_run_dir, ner_export):
     task_export = TokenClassificationExport(RunDirectory.open(ner_run_dir),
                                             parity_texts=["Zoë lives in München"])
-    assert task_export.check_parity(ner_export.path) < 1e-4
     bias = task_export.model.classifier.bias
     bias.assign(bias + tf.constant([0.0, 0.0, 0.0, 0.5, 0.0]))
 

@@ -205,3 +205,14 @@ def test_batched_requests_of_different_lengths_decode_the_same(ner_export):
         assert [e["score"] for e in entities] == pytest.approx([e["score"] for e in expected],
                                                                abs=1e-5)
     assert [e["text"] for e in alone[3]] == ["Bob", "Paris", "Rome"]
+
+
+def test_entities_past_max_length_are_found(address):
+    text = " ".join(["Alice Smith lives in Paris ."] * 8)  # 48 pieces: two windows of 30
+
+    with Client(address, "ner") as client:
+        entities = client.predict([text])[0].entities
+
+    assert [(e["type"], e["text"]) for e in entities] == [("PER", "Alice Smith"),
+                                                         ("LOC", "Paris")] * 8
+    assert entities[-1]["start"] == text.rindex("Paris")
