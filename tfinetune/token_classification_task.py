@@ -5,11 +5,13 @@ Each word of a sentence is tokenized with the model's fast tokenizer
 (`is_split_into_words=True`); the word's tag is the label of its first sub-token, and the other
 sub-tokens, the special tokens and the padding get -100, which transformers' token-classification
 loss ignores. Predictions are read the same way: one tag per word, from its first sub-token.
-Words cut off by `max_length` are predicted `O`.
+A sentence longer than `max_length` tokens is cut into consecutive windows of
+`max_length - 2` tokens (as the export does with long texts), in training and evaluation.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,8 @@ from tfinetune.model_source import resolve_model
 from tfinetune.tag_set import OUTSIDE
 from tfinetune.tag_set import TagSet
 from tfinetune.token_classification_examples import TokenClassificationExamples
+
+logger = logging.getLogger(__name__)
 
 #: Label of the positions the loss ignores (special tokens, non-first sub-tokens, padding).
 IGNORED = -100
@@ -108,8 +112,12 @@ class TokenClassificationTask(FineTuningTask):
     def train_dataset(self, tokenizer: Any) -> tuple[Any, int]:
         config = self.config
         encoding = _Encoding.of(tokenizer, self.train, config.max_length)
+        if len(encoding) > len(self.train):
+            logger.info("Sentences longer than max_length %d tokens are cut into windows: %d "
+                        "windows for %d sentences", config.max_length, len(encoding),
+                        len(self.train))
         dataset = encoding.dataset(config.batch_size, shuffle=True, seed=config.seed)
-        return dataset, math.ceil(len(self.train) / config.batch_size)
+        return dataset, math.ceil(len(encoding) / config.batch_size)
 
     def prepare_validation(self, tokenizer: Any) -> None:
         if self.validation is not None:
@@ -191,26 +199,43 @@ def _load_tokenizer(source: str, name: str) -> Any:
 
 
 class _Encoding:
-    """Token features of sentences, with per token the index of its word (None for special
-    tokens) and the training labels (tag id on first sub-tokens, -100 elsewhere)."""
+    """Token windows of sentences: a sentence longer than `max_length` tokens becomes several
+    consecutive windows of `max_length - 2` tokens (no overlap, each `[CLS] ... [SEP]`, as the
+    export runs long texts), so no word is lost. Per window: its sentence, the training labels
+    (the word's tag id on the word's first sub-token, -100 elsewhere) and the `(position, word)`
+    of those first sub-tokens."""
 
-    def __init__(self, features: dict[str, list[list[int]]], word_ids: list[list[int | None]],
-                 labels: list[list[int]], pad_token_id: int) -> None:
+    def __init__(self, features: dict[str, list[list[int]]], labels: list[list[int]],
+                 sentences: list[int], first_tokens: list[list[tuple[int, int]]],
+                 pad_token_id: int) -> None:
         self.features = features
-        self.word_ids = word_ids
         self.labels = labels
+        self.sentences = sentences
+        self.first_tokens = first_tokens
         self.pad_token_id = pad_token_id
+
+    def __len__(self) -> int:
+        return len(self.labels)
 
     @classmethod
     def of(cls, tokenizer: Any, examples: TokenClassificationExamples,
            max_length: int) -> "_Encoding":
         encoded = tokenizer(examples.tokens, is_split_into_words=True, truncation=True,
-                            max_length=max_length, padding=False, return_attention_mask=True)
+                            max_length=max_length, return_overflowing_tokens=True, stride=0,
+                            padding=False, return_attention_mask=True)
         keys = [key for key in ("input_ids", "attention_mask", "token_type_ids") if key in encoded]
-        word_ids = [encoded.word_ids(i) for i in range(len(examples))]
-        labels = [_aligned_labels(words, tags) for words, tags in
-                  zip(word_ids, examples.tag_ids())]
-        return cls({key: encoded[key] for key in keys}, word_ids, labels,
+        sentences = list(encoded["overflow_to_sample_mapping"])
+        tag_ids = examples.tag_ids()
+        seen: dict[int, set[int]] = {}
+        labels, first_tokens = [], []
+        for window, sentence in enumerate(sentences):
+            firsts = first_sub_tokens(encoded.word_ids(window), seen.setdefault(sentence, set()))
+            row = [IGNORED] * len(encoded["input_ids"][window])
+            for position, word in firsts:
+                row[position] = tag_ids[sentence][word]
+            labels.append(row)
+            first_tokens.append(firsts)
+        return cls({key: encoded[key] for key in keys}, labels, sentences, first_tokens,
                    tokenizer.pad_token_id or 0)
 
     def dataset(self, batch_size: int, *, shuffle: bool = False, seed: int | None = None):
@@ -228,7 +253,6 @@ class _Encoding:
         dataset = tf.data.Dataset.from_tensor_slices((features, ragged(self.labels)))
         if shuffle:
             dataset = dataset.shuffle(len(self.labels), seed=seed, reshuffle_each_iteration=True)
-
         pad_token_id = self.pad_token_id
 
         def pad(batch, labels):
@@ -239,38 +263,28 @@ class _Encoding:
         return dataset.ragged_batch(batch_size).map(pad).prefetch(tf.data.AUTOTUNE)
 
 
-def _aligned_labels(word_ids: Sequence[int | None], tag_ids: Sequence[int]) -> list[int]:
-    labels = []
-    previous = None
-    for word in word_ids:
-        labels.append(tag_ids[word] if word is not None and word != previous else IGNORED)
-        previous = word
-    return labels
-
-
-def word_predictions(word_ids: Sequence[int | None], logits: np.ndarray,
-                     words: int) -> list[int | None]:
-    """Per word, the argmax tag id at its first sub-token (None for a word without tokens:
-    truncated away, or made only of characters the tokenizer drops)."""
-    predicted: list[int | None] = [None] * words
-    previous = None
+def first_sub_tokens(word_ids: Sequence[int | None], seen: set[int]) -> list[tuple[int, int]]:
+    """`(position, word)` of the words whose first sub-token is in this window (`word_ids` of
+    the tokenizer), skipping the words in `seen` (started in an earlier window of the same
+    sentence), which it updates."""
+    firsts = []
     for position, word in enumerate(word_ids):
-        if word is not None and word != previous:
-            predicted[word] = int(np.argmax(logits[position]))
-        previous = word
-    return predicted
+        if word is not None and word not in seen:
+            seen.add(word)
+            firsts.append((position, word))
+    return firsts
 
 
 def _evaluate(model: Any, encoding: _Encoding, examples: TokenClassificationExamples,
               batch_size: int) -> tuple[float, EntityMetrics]:
     """Mean cross-entropy over the labelled positions and the entity metrics of the words'
-    predicted tags (`O` for words without tokens)."""
-    dataset = encoding.dataset(batch_size)
+    predicted tags (`O` for a word without tokens: made only of characters the tokenizer
+    drops)."""
     total, count = 0.0, 0
-    predicted_tags: list[list[str]] = []
     names = examples.tag_set.names
-    row = 0
-    for features, labels in dataset:
+    predicted = [[OUTSIDE] * len(tokens) for tokens in examples.tokens]
+    window = 0
+    for features, labels in encoding.dataset(batch_size):
         logits = model(features, training=False).logits.numpy().astype(np.float64)
         labels = labels.numpy()
         shifted = logits - logits.max(axis=-1, keepdims=True)
@@ -281,10 +295,10 @@ def _evaluate(model: Any, encoding: _Encoding, examples: TokenClassificationExam
                                         axis=-1)[..., 0]
             total -= float(picked[mask].sum())
             count += int(mask.sum())
-        for i in range(logits.shape[0]):
-            words = len(examples.tokens[row])
-            ids = word_predictions(encoding.word_ids[row], logits[i], words)
-            predicted_tags.append([OUTSIDE if tag is None else names[tag] for tag in ids])
-            row += 1
+        for row in logits:
+            sentence = encoding.sentences[window]
+            for position, word in encoding.first_tokens[window]:
+                predicted[sentence][word] = names[int(np.argmax(row[position]))]
+            window += 1
     loss = total / count if count else 0.0
-    return loss, EntityMetrics.compute(examples.tags, predicted_tags)
+    return loss, EntityMetrics.compute(examples.tags, predicted)

@@ -16,7 +16,7 @@ from tfinetune.tag_set import TagSet
 from tfinetune.token_classification_examples import TokenClassificationExamples
 from tfinetune.token_classification_task import IGNORED
 from tfinetune.token_classification_task import TokenClassificationTask
-from tfinetune.token_classification_task import word_predictions
+from tfinetune.token_classification_task import first_sub_tokens
 
 
 def _task(tmp_path, model_dir, rows, **options):
@@ -45,28 +45,36 @@ def test_labels_go_to_first_sub_tokens_only(tmp_path, ner_base_model_dir):
     assert steps == 1
 
 
-def test_batches_pad_labels_with_ignored_and_truncate(tmp_path, ner_base_model_dir):
+def test_long_sentences_become_windows_labelled_once_per_word(tmp_path, ner_base_model_dir):
     rows = [{"tokens": ["Alice"], "tags": ["B-PER"]},
-            {"tokens": ["Berlin", "Berlin", "Berlin"], "tags": ["B-LOC", "I-LOC", "O"]}]
-    task = _task(tmp_path, ner_base_model_dir, rows, batch_size=2, max_length=6)
+            {"tokens": ["in", "Rome", "Berlin", "Berlin"],
+             "tags": ["O", "B-LOC", "B-LOC", "I-LOC"]}]
+    task = _task(tmp_path, ner_base_model_dir, rows, batch_size=8, max_length=5)
     tokenizer, _ = task.load_model()
 
-    features, labels = next(iter(task.train_dataset(tokenizer)[0]))
+    dataset, steps = task.train_dataset(tokenizer)
+    features, labels = next(iter(dataset))
 
-    order = np.argsort(features["attention_mask"].numpy().sum(axis=1))  # shuffled: short first
-    mask = features["attention_mask"].numpy()[order]
-    assert mask.tolist() == [[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 1]]
-    b_loc, i_loc, b_per = (task.tag_set.id_of(tag) for tag in ("B-LOC", "I-LOC", "B-PER"))
-    # [CLS] ber ##lin ber ##lin [SEP]: the third word is cut off by max_length.
-    assert labels.numpy()[order].tolist() == [
-        [IGNORED, b_per, IGNORED, IGNORED, IGNORED, IGNORED],
-        [IGNORED, b_loc, IGNORED, i_loc, IGNORED, IGNORED]]
+    texts = [" ".join(t for t in tokenizer.convert_ids_to_tokens(row) if t != "[PAD]")
+             for row in features["input_ids"].numpy().tolist()]
+    labels = dict(zip(texts, labels.numpy().tolist()))
+    # in rome ber ##lin ber ##lin → windows of 3 pieces; the first Berlin straddles them and
+    # is labelled once, on its first piece.
+    assert sorted(labels) == ["[CLS] ##lin ber ##lin [SEP]", "[CLS] alice [SEP]",
+                              "[CLS] in rome ber [SEP]"]
+    assert steps == 1
+    o, b_loc, i_loc, b_per = (task.tag_set.id_of(tag) for tag in ("O", "B-LOC", "I-LOC", "B-PER"))
+    assert labels["[CLS] in rome ber [SEP]"] == [IGNORED, o, b_loc, b_loc, IGNORED]
+    assert labels["[CLS] ##lin ber ##lin [SEP]"] == [IGNORED, IGNORED, i_loc, IGNORED, IGNORED]
+    assert labels["[CLS] alice [SEP]"][:3] == [IGNORED, b_per, IGNORED]
 
 
-def test_word_predictions_read_first_sub_tokens():
-    logits = np.array([[9, 0, 0], [0, 9, 0], [0, 0, 9], [9, 0, 0], [0, 0, 9]], dtype=float)
-    # [CLS] w0 w0 w1 [SEP]; word 2 was truncated away.
-    assert word_predictions([None, 0, 0, 1, None], logits, 3) == [1, 0, None]
+def test_first_sub_tokens_skip_words_started_in_an_earlier_window():
+    seen: set[int] = set()
+    # Window 1: [CLS] w0 w0 w1 [SEP]; window 2: [CLS] w1 w2 w2 [SEP].
+    assert first_sub_tokens([None, 0, 0, 1, None], seen) == [(1, 0), (3, 1)]
+    assert first_sub_tokens([None, 1, 2, 2, None], seen) == [(2, 2)]
+    assert seen == {0, 1, 2}
 
 
 def test_a_slow_tokenizer_is_refused(tmp_path, ner_base_model_dir):
@@ -219,3 +227,26 @@ def test_input_ids_pad_with_the_tokenizer_pad_id(tmp_path):
     mask = features["attention_mask"].numpy()
     assert tokenizer.pad_token_id == 1 and (mask == 0).any()
     assert set(features["input_ids"].numpy()[mask == 0].tolist()) == {1}
+
+
+def test_evaluate_run_tags_every_word_of_sentences_longer_than_max_length(
+        tmp_path, ner_fit_result, ner_data):
+    run = ner_fit_result.output_dir
+    sentences = ner_data["sentences"]
+    joined = {"tokens": [t for s in sentences[:12] for t in s["tokens"]],
+              "tags": [t for s in sentences[:12] for t in s["tags"]]}
+    data = write_jsonl(tmp_path / "long.jsonl", [joined])
+    config = tfinetune.FitConfig.load(run / "fit_config.yaml")
+    from transformers import AutoTokenizer
+
+    pieces = len(AutoTokenizer.from_pretrained(run)(joined["tokens"], is_split_into_words=True)[
+        "input_ids"])
+    assert pieces > 2 * config.max_length  # three windows or more
+
+    result = TokenClassificationTask.evaluate_run(run, config, data)
+
+    # The model tags these sentences perfectly one by one; joined, every window still is.
+    assert result["rows"] == 1
+    assert result["recall"] > 0.9 and result["precision"] > 0.9
+    entities = sum(tag.startswith("B-") for tag in joined["tags"])
+    assert sum(scores["support"] for scores in result["per_type"].values()) == entities
