@@ -139,8 +139,8 @@ class TokenClassificationTask(FineTuningTask):
         lines = [
             f"Tags (BIO, tag-id order): {', '.join(f'`{tag}`' for tag in self.tag_set.names)}.",
             f"Input: pre-split words (CoNLL files, or `{config.tokens_column}`/"
-            f"`{config.tags_column}` lists in JSON Lines), up to {config.max_length} tokens; each "
-            "word is tagged from its first sub-token.",
+            f"`{config.tags_column}` lists in JSON Lines), in windows of up to "
+            f"{config.max_length} tokens; each word is tagged from its first sub-token.",
         ]
         if metrics and isinstance(metrics.get("per_type"), dict):
             lines.append("Validation entity F1 per type: " + ", ".join(
