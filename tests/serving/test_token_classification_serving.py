@@ -22,7 +22,9 @@ from serving.token_classification_codec import decode_entities
 
 @pytest.fixture(scope="module")
 def ner_server(ner_export):
-    server = Server({"ner": ner_export.path.parent}, port=0,
+    from serving.server_options import ANY_FREE_PORT
+
+    server = Server({"ner": ner_export.path.parent}, port=0, rest_api_port=ANY_FREE_PORT,
                     file_system_poll_wait_seconds=0).start()
     yield server
     server.stop(grace=5)
@@ -216,3 +218,17 @@ def test_entities_past_max_length_are_found(address):
     assert [(e["type"], e["text"]) for e in entities] == [("PER", "Alice Smith"),
                                                          ("LOC", "Paris")] * 8
     assert entities[-1]["start"] == text.rindex("Paris")
+
+
+def test_rest_predict_returns_the_per_word_outputs(ner_server):
+    from tests.serving.models import rest_json
+
+    status, body = rest_json(ner_server.rest_port, "POST", "/v1/models/ner:predict",
+                             {"instances": [{"text": "Zoë lives in München"}, {"text": "Paris"}]})
+
+    assert status == 200, body
+    first, second = body["predictions"]
+    assert first["tags"][:4] == ["B-PER", "O", "O", "B-LOC"]
+    assert first["word_count"] == 4 and second["word_count"] == 1
+    assert (first["word_start"][3], first["word_end"][3]) == (14, 22)  # bytes of "München"
+    assert second["tags"][0] == "B-LOC"
