@@ -72,10 +72,12 @@ class FitConfig:
         save_steps: Back up the training state every this many steps (and at each epoch end),
             so that re-running the same command resumes after a crash.
         overwrite_output_dir: Replace a finished run in `output_dir` instead of refusing.
-        freeze_backbone: Train only the classification head; the pretrained encoder is frozen.
-        freeze_layers: Freeze the embeddings and the first N transformer layers.
+        freeze_backbone: Train only the classification head; the pretrained encoder is frozen
+            (text and token classification).
+        freeze_layers: Freeze the embeddings and the first N transformer layers (text and token
+            classification).
         classifier_dropout: Dropout before the classification head (the model's default when
-            None).
+            None; text and token classification).
         problem_type: `single-label` (one label per text), `multi-label` (a set of labels per
             text: a list, or a `label_delimiter`-separated string) or `regression` (a number).
         threshold: Multi-label: a label is predicted when its sigmoid score is at least this.
@@ -234,6 +236,10 @@ class FitConfig:
                 "classifier_dropout": (self.classifier_dropout is not None,
                                        self.classifier_dropout),
             }
+            if self.task == "token-classification":
+                # The token classifier has a head and an encoder like a sequence classifier.
+                for name in ("freeze_backbone", "freeze_layers", "classifier_dropout"):
+                    classification_only.pop(name)
             for name, (given, value) in classification_only.items():
                 if given:
                     raise ConfigError(
