@@ -280,7 +280,6 @@ class BatchScorer:
         self, client: _Client, rows: list[TableRow], labels: list[str], problem_type: str
     ) -> list[_Outcome]:
         """Predicts one batch; returns a prediction or an error message per row."""
-        config = self.config
         outcomes: list[_Outcome] = [None] * len(rows)
         text_column, pair_column = self.text_column, self.text_pair_column
         texts, pairs, positions = [], [] if pair_column else None, []
