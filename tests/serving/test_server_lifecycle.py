@@ -199,7 +199,8 @@ def test_failed_loads_are_retried_at_most_max_num_load_retries_times(tmp_path, m
     assert len(attempts) == 3  # the first load and 2 retries
 
 
-def test_removing_every_version_unloads_the_model_and_health_says_not_serving(tmp_path, model_bases):
+def test_removing_every_version_unloads_the_model_and_health_says_not_serving(tmp_path,
+                                                                             model_bases):
     base = tmp_path / "m"
     base.mkdir()
     copy_version(model_bases["tf2"] / "1", base, 1)

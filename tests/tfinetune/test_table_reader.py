@@ -175,7 +175,8 @@ def test_not_parquet(tmp_path):
 def test_csv_wrong_field_count_names_line(tmp_path, data, line, expected):
     path = write_bytes(tmp_path / "train.csv", data)
     rows = iter(TableReader(path))
-    with pytest.raises(DataError, match=f"Wrong number of fields at .*train.csv:{line}. {expected}"):
+    with pytest.raises(DataError,
+                       match=f"Wrong number of fields at .*train.csv:{line}. {expected}"):
         list(rows)
 
 
