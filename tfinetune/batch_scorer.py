@@ -6,7 +6,11 @@
 
 The input is streamed in batches of `batch_size` rows; up to `concurrency` Predict requests
 are in flight at once (a thread pool and a window of futures), so memory is bounded by
-`concurrency x batch_size` rows whatever the file size. Rows are written strictly in input
+`concurrency x batch_size` rows whatever the file size. With `sort_by_length` the input is
+read in chunks of `concurrency x batch_size` rows instead, and each chunk is sent as
+`concurrency` requests of rows of similar text length (a model pads its batch to the longest
+row, so this cuts the padding; measured in benchmarks/score_throughput.py); rows are still
+written in input order, and a failed request fails its (length-grouped) rows. Rows are written strictly in input
 order with every input column, then, by the model's problem type (`client.problem_type()`):
 
 - single-label: the predicted `label`, one `prob_<label>` column per label;
@@ -162,19 +166,9 @@ class BatchScorer:
         with TableWriter(config.output, columns.all) as writer, ThreadPoolExecutor(
             max_workers=config.concurrency, thread_name_prefix="tfinetune-score"
         ) as pool:
-            window: deque[tuple[list[TableRow], Future]] = deque()
-            try:
-                for rows in _batches(self.reader, config.batch_size):
-                    window.append((rows, pool.submit(self._score_batch, client, rows, labels,
-                                                     problem_type)))
-                    if len(window) >= config.concurrency:
-                        self._write(writer, columns, counts, *window.popleft(), progress)
-                while window:
-                    self._write(writer, columns, counts, *window.popleft(), progress)
-            except BaseException:
-                for _, future in window:
-                    future.cancel()
-                raise
+            score_rows = (self._score_length_sorted if config.sort_by_length
+                          else self._score_in_order)
+            score_rows(pool, client, labels, problem_type, writer, columns, counts, progress)
         seconds = time.monotonic() - started
         result = counts.result(config.output, labels, seconds)
         logger.info(
@@ -303,30 +297,97 @@ class BatchScorer:
 
     # ------------------------------------------------------------------- main thread
 
+    def _score_in_order(self, pool, client, labels, problem_type, writer, columns, counts,
+                        progress) -> None:
+        """Requests of consecutive rows, a sliding window of `concurrency` in flight."""
+        config = self.config
+        window: deque[tuple[list[TableRow], Future]] = deque()
+        try:
+            for rows in _batches(self.reader, config.batch_size):
+                window.append((rows, pool.submit(self._score_batch, client, rows, labels,
+                                                 problem_type)))
+                if len(window) >= config.concurrency:
+                    rows, future = window.popleft()
+                    self._write(writer, columns, counts, rows,
+                                [(list(range(len(rows))), future)], progress)
+            while window:
+                rows, future = window.popleft()
+                self._write(writer, columns, counts, rows, [(list(range(len(rows))), future)],
+                            progress)
+        except BaseException:
+            for _, future in window:
+                future.cancel()
+            raise
+
+    def _score_length_sorted(self, pool, client, labels, problem_type, writer, columns,
+                             counts, progress) -> None:
+        """Chunks of `concurrency` requests' worth of rows, each sent as requests of rows of
+        similar text length (less padding in the model's batch), written in input order."""
+        config = self.config
+        pending: list[tuple[list[int], Future]] = []
+        try:
+            for chunk in _batches(self.reader, config.batch_size * config.concurrency):
+                pending = [
+                    (positions, pool.submit(self._score_batch, client,
+                                            [chunk[i] for i in positions], labels,
+                                            problem_type))
+                    for positions in self._length_sorted_batches(chunk)]
+                self._write(writer, columns, counts, chunk, pending, progress)
+                pending = []
+        except BaseException:
+            for _, future in pending:
+                future.cancel()
+            raise
+
+    def _length_sorted_batches(self, chunk: list[TableRow]) -> list[list[int]]:
+        """Positions in `chunk` grouped into requests of at most `batch_size` rows, by text
+        length (a model pads its batch to the longest row: similar lengths waste less)."""
+        size = self.config.batch_size
+        count = -(-len(chunk) // size)
+        text_column, pair_column = self.text_column, self.text_pair_column
+
+        def length(position: int) -> int:
+            values = chunk[position].values
+            return sum(len(value) for value in (values.get(text_column),
+                                                values.get(pair_column) if pair_column else "")
+                       if isinstance(value, str))
+
+        order = sorted(range(len(chunk)), key=length)
+        # `count` requests of near-equal size (never more than batch_size rows).
+        bounds = [len(chunk) * i // count for i in range(count + 1)]
+        return [order[bounds[i]:bounds[i + 1]] for i in range(count)]
+
     def _write(
         self,
         writer: TableWriter,
         columns: "_Columns",
         counts: "_Counts",
         rows: list[TableRow],
-        future: Future,
+        pending: list[tuple[list[int], Future]],
         progress: Callable[[int], None] | None,
     ) -> None:
-        try:
-            outcomes = future.result()
-        except Exception as error:  # noqa: BLE001  (a bug in a worker must not drop rows)
-            logger.exception("Scoring a batch failed unexpectedly")
-            outcomes = [_describe(error)] * len(rows)
-        for row, outcome in zip(rows, outcomes):
-            values = {name: row.values.get(name) for name in columns.inputs}
-            if isinstance(outcome, str):
-                values[ERROR_COLUMN] = outcome
-            else:
-                values.update(columns.predicted_values(outcome, writer.format))
-            writer.write(values)
-            counts.add(row, outcome)
-        if progress is not None:
-            progress(len(rows))
+        """Waits for the requests of a chunk and writes its rows in input order."""
+        outcomes: list[_Outcome] = [None] * len(rows)
+        for positions, future in pending:
+            try:
+                results = future.result()
+            except Exception as error:  # noqa: BLE001  (a bug in a worker must not drop rows)
+                logger.exception("Scoring a batch failed unexpectedly")
+                results = [_describe(error)] * len(positions)
+            for position, outcome in zip(positions, results):
+                outcomes[position] = outcome
+        size = self.config.batch_size
+        for start in range(0, len(rows), size):
+            for row, outcome in zip(rows[start:start + size], outcomes[start:start + size]):
+                values = {name: row.values.get(name) for name in columns.inputs}
+                if isinstance(outcome, str):
+                    values[ERROR_COLUMN] = outcome
+                else:
+                    values.update(columns.predicted_values(outcome, writer.format))
+                writer.write(values)
+                counts.add(row, outcome)
+            if progress is not None:
+                progress(len(rows[start:start + size]))
 
 
 class _Columns:
