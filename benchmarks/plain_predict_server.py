@@ -37,7 +37,7 @@ def main() -> None:
     outputs = {key: info.name for key, info in signature.outputs.items()}
 
     class Servicer(prediction_service_pb2_grpc.PredictionServiceServicer):
-        def Predict(self, request, context):  # noqa: N802
+        def Predict(self, request, context):
             feeds = {inputs[key]: tf.make_ndarray(tensor)
                      for key, tensor in request.inputs.items()}
             values = session.run(list(outputs.values()), feed_dict=feeds)

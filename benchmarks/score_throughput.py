@@ -34,10 +34,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from minilm_sst2_model import MODEL_NAME  # noqa: E402
-from minilm_sst2_model import exported_model  # noqa: E402
-from minilm_sst2_model import sst2_file  # noqa: E402
-from serve_latency import ServerProcess  # noqa: E402
+from minilm_sst2_model import MODEL_NAME
+from minilm_sst2_model import exported_model
+from minilm_sst2_model import sst2_file
+from serve_latency import ServerProcess
 
 logger = logging.getLogger("score_throughput")
 HERE = Path(__file__).resolve().parent

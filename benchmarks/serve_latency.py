@@ -37,9 +37,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from minilm_sst2_model import MODEL_NAME  # noqa: E402
-from minilm_sst2_model import exported_model  # noqa: E402
-from minilm_sst2_model import sst2_file  # noqa: E402
+from minilm_sst2_model import MODEL_NAME
+from minilm_sst2_model import exported_model
+from minilm_sst2_model import sst2_file
 
 logger = logging.getLogger("serve_latency")
 HERE = Path(__file__).resolve().parent
@@ -173,7 +173,7 @@ def main() -> None:
                         help="comma list of plain, batching, unbatched")
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--batch-timeout-micros", type=int, default=0)
-    parser.add_argument("--num-batch-threads", type=int, default=1)
+    parser.add_argument("--num-batch-threads", type=int, default=2)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()

@@ -23,7 +23,7 @@ import collections
 import logging
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from tfinetune.bench_serve_config import BenchServeConfig
 from tfinetune.errors import DataError

@@ -43,7 +43,7 @@ class LoadLevelResult:
     @classmethod
     def from_latencies(cls, concurrency: int, latencies_s: list[float], rows_per_request: int,
                        seconds: float, error_codes: dict[str, int],
-                       first_error: str = "") -> "LoadLevelResult":
+                       first_error: str = "") -> LoadLevelResult:
         """Summarises per-request latencies (seconds) measured over `seconds`."""
         requests = len(latencies_s)
         if latencies_s:
