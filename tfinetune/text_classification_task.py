@@ -124,6 +124,7 @@ class TextClassificationTask(FineTuningTask):
                 f"(BERT, DistilBERT, RoBERTa, ...). Received: {error}") from error
 
     def train_dataset(self, tokenizer: Any) -> tuple[Any, int]:
+        from tfinetune import tokenized_dataset
         from tfinetune.tokenized_dataset import make_dataset
         from tfinetune.tokenized_dataset import tokenize
 
@@ -131,7 +132,8 @@ class TextClassificationTask(FineTuningTask):
         features = tokenize(tokenizer, self.train.texts, self.train.text_pairs, config.max_length)
         dataset = make_dataset(features, self.train.targets, batch_size=config.batch_size,
                                pad_token_id=tokenizer.pad_token_id or 0, shuffle=True,
-                               seed=config.seed)
+                               seed=config.seed,
+                               length_window=tokenized_dataset.TRAIN_LENGTH_WINDOW)
         return dataset, math.ceil(len(self.train) / config.batch_size)
 
     def prepare_validation(self, tokenizer: Any) -> None:
