@@ -9,8 +9,10 @@ with all-MiniLM-L6-v2, as a ratio to the in-process limit measured in the same r
    of 32 SST-2 train sentences (the first `--limit-rows` rows, cycled), before and after the
    scoring runs (the median is the reference).
 3. Starts `tfinetune serve` on 127.0.0.1 (flags: `--server-flags`) and runs `tfinetune score`
-   as a subprocess on the first 8k rows of train (a temporary file outside the repository) and
-   on the whole train file (67k rows), with `--label-column label`. Throughput is the
+   as a subprocess with `--label-column label`: on the first 8k rows of train (a temporary
+   file outside the repository) without extra flags (the comparison), then with
+   `--score-flags` (default `--sort-by-length`) on the first 8k rows and on the whole train
+   file (67k rows). Throughput is the
    scorer's own rows/s ("Scored N rows in S s": from the first request to the last row
    written, without the CLI's start-up); peak RSS is the score process's `ru_maxrss` from
    `wait4`.
@@ -72,12 +74,13 @@ def head(source: Path, rows: int, target: Path) -> Path:
     return target
 
 
-def score(port: int, source: Path, output: Path, batch_size: int, concurrency: int) -> dict:
+def score(port: int, source: Path, output: Path, batch_size: int, concurrency: int,
+          flags: list[str]) -> dict:
     """Runs `tfinetune score`; its rows, seconds, rows/s and peak RSS (MiB)."""
     command = [sys.executable, "-m", "tfinetune.cli.main", "score", str(source),
                "--server", f"127.0.0.1:{port}", "--model-name", MODEL_NAME,
                "--text-column", "sentence", "--label-column", "label", "-o", str(output),
-               "--batch-size", str(batch_size), "--concurrency", str(concurrency)]
+               "--batch-size", str(batch_size), "--concurrency", str(concurrency), *flags]
     with tempfile.TemporaryFile("w+") as err, tempfile.TemporaryFile("w+") as out:
         began = time.perf_counter()
         process = subprocess.Popen(command, stdout=out, stderr=err)
@@ -105,6 +108,10 @@ def main() -> None:
                         help="comma list of row counts of train to score ('all': the file)")
     parser.add_argument("--batch-size", type=int, default=64, help="score --batch-size")
     parser.add_argument("--concurrency", type=int, default=4, help="score --concurrency")
+    parser.add_argument("--score-flags", default="--sort-by-length",
+                        help="extra `tfinetune score` flags of the measured runs")
+    parser.add_argument("--compare-rows", type=int, default=8000,
+                        help="also score this many rows without --score-flags (0: skip)")
     parser.add_argument("--server-flags", default="",
                         help="extra `tfinetune serve` flags, e.g. '--enable_batching=true'")
     parser.add_argument("--limit-rows", type=int, default=4096)
@@ -141,13 +148,16 @@ def main() -> None:
             server.wait_ready()
             logger.info("In-process limit (before) ...")
             limits.append(limit_rows_per_second(function, texts, args.in_process_seconds))
-            for size in args.sizes.split(","):
+            plan = [(size, args.score_flags.split()) for size in args.sizes.split(",")]
+            if args.compare_rows:
+                plan.insert(0, (str(args.compare_rows), []))  # without --score-flags
+            for size, flags in plan:
                 source = train if size == "all" else head(train, int(size),
                                                          work / f"train-{size}.tsv")
-                logger.info("Scoring %s ...", source)
-                runs.append({"input_rows": size, **score(
+                logger.info("Scoring %s %s ...", source, " ".join(flags))
+                runs.append({"input_rows": size, "score_flags": " ".join(flags), **score(
                     server.port, source, work / "scored.tsv", args.batch_size,
-                    args.concurrency)})
+                    args.concurrency, flags)})
                 logger.info("  %s", runs[-1])
             logger.info("In-process limit (after) ...")
             limits.append(limit_rows_per_second(function, texts, args.in_process_seconds))
@@ -163,7 +173,8 @@ def main() -> None:
         "benchmark": "score_throughput",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "python": platform.python_version()},
+                    "python": platform.python_version(),
+                    "load_average_at_end": os.getloadavg()},
         "versions": {"tensorflow": tf.__version__, "grpcio": grpc.__version__},
         "settings": {k: str(v) for k, v in vars(args).items()},
         "in_process_limit_rows_per_second": limits,
@@ -175,11 +186,12 @@ def main() -> None:
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"In-process limit (batch 32, SST-2 train): {limit:.1f} rows/s "
           f"(each measurement: {', '.join(f'{x:.1f}' for x in limits)})")
-    print("| rows | seconds | rows/s | ×limit | peak RSS MiB |")
-    print("|---:|---:|---:|---:|---:|")
+    print("| rows | score flags | seconds | rows/s | ×limit | peak RSS MiB | accuracy |")
+    print("|---:|---|---:|---:|---:|---:|---:|")
     for run in runs:
-        print(f"| {run['rows']} | {run['seconds']:.1f} | {run['rows_per_second']:.1f} | "
-              f"{run['ratio_to_limit']:.2f} | {run['peak_rss_mib']:.0f} |")
+        print(f"| {run['rows']} | {run['score_flags'] or '(none)'} | {run['seconds']:.1f} | "
+              f"{run['rows_per_second']:.1f} | {run['ratio_to_limit']:.2f} | "
+              f"{run['peak_rss_mib']:.0f} | {run['accuracy']} |")
     print(f"Wrote {path}")
 
 

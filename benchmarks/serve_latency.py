@@ -76,6 +76,16 @@ def in_process_limit(function, texts: list[str], seconds: float, batch_size: int
         rows += batch_size
         i += 1
     batched = rows / (time.perf_counter() - began)
+    # Informational: the same texts in batches of similar length (what padding costs).
+    by_length = sorted(texts, key=len)
+    sorted_batches = [tf.constant(by_length[i:i + batch_size])
+                      for i in range(0, len(texts) - batch_size + 1, batch_size)]
+    rows, began, i = 0, time.perf_counter(), 0
+    while time.perf_counter() - began < seconds / 2:
+        function(text=sorted_batches[i % len(sorted_batches)])
+        rows += batch_size
+        i += 1
+    length_sorted = rows / (time.perf_counter() - began)
     latencies, began, i = [], time.perf_counter(), 0
     while time.perf_counter() - began < seconds:
         start = time.perf_counter()
@@ -84,6 +94,7 @@ def in_process_limit(function, texts: list[str], seconds: float, batch_size: int
         i += 1
     ms = np.asarray(latencies) * 1e3
     return {"batched_rows_per_second": batched, "batch_size": batch_size,
+            "length_sorted_batched_rows_per_second": length_sorted,
             "single_p50_ms": float(np.percentile(ms, 50)),
             "single_p95_ms": float(np.percentile(ms, 95)),
             "single_p99_ms": float(np.percentile(ms, 99)),
@@ -259,7 +270,8 @@ def main() -> None:
         "benchmark": "serve_latency",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "python": platform.python_version()},
+                    "python": platform.python_version(),
+                    "load_average_at_end": os.getloadavg()},
         "versions": {"tensorflow": tf.__version__, "grpcio": grpc.__version__},
         "settings": {**{k: str(v) for k, v in vars(args).items()},
                      "batching_parameters": parameters, "model": str(base),
@@ -277,6 +289,9 @@ def main() -> None:
     before_after_p50 = ", ".join(f"{x['single_p50_ms']:.2f}" for x in limits)
     print(f"In-process limit: {limit_rps:.1f} rows/s at batch 32 (each measurement: "
           f"{before_after_rps}); single-text p50 {limit_p50:.2f} ms ({before_after_p50})")
+    sorted_rps = statistics.median(x["length_sorted_batched_rows_per_second"] for x in limits)
+    print(f"(informational) in-process, batches of 32 texts of similar length: "
+          f"{sorted_rps:.1f} rows/s")
     print("| server | concurrency | rows/s | ×limit | p50 ms | p95 ms | p99 ms | errors |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, by_level in levels.items():
