@@ -156,6 +156,7 @@ def _median_levels(reports: list[dict]) -> dict[int, dict]:
             "latency_ms": {key: statistics.median(run["latency_ms"][key] for run in runs)
                            for key in ("p50", "p95", "p99")},
             "errors": sum(run["errors"] for run in runs),
+            "client_cpu": statistics.median(run.get("client_cpu") or 0.0 for run in runs),
             "rounds_rows_per_second": [run["rows_per_second"] for run in runs],
         }
     return merged
@@ -292,14 +293,16 @@ def main() -> None:
     sorted_rps = statistics.median(x["length_sorted_batched_rows_per_second"] for x in limits)
     print(f"(informational) in-process, batches of 32 texts of similar length: "
           f"{sorted_rps:.1f} rows/s")
-    print("| server | concurrency | rows/s | ×limit | p50 ms | p95 ms | p99 ms | errors |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| server | concurrency | rows/s | ×limit | p50 ms | p95 ms | p99 ms | errors "
+          "| load generator CPU |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, by_level in levels.items():
         for level, row in by_level.items():
             lat = row["latency_ms"]
             print(f"| {name} | {level} | {row['rows_per_second']:.1f} | "
                   f"{row['rows_per_second'] / limit_rps:.2f} | {lat['p50']:.2f} | "
-                  f"{lat['p95']:.2f} | {lat['p99']:.2f} | {row['errors']} |")
+                  f"{lat['p95']:.2f} | {lat['p99']:.2f} | {row['errors']} | "
+                  f"{100 * row['client_cpu']:.0f}% |")
     for name, check in checks.items():
         print(f"{name}: {check['value']:.2f} (target {check['target']}) "
               f"{'MET' if check['met'] else 'NOT MET'}")

@@ -200,6 +200,7 @@ class LoadGenerator:
             thread.start()
         ready.wait()
         time.sleep(config.warmup_seconds)
+        cpu_from = time.process_time()
         state["measure_from"] = time.perf_counter()
         if target is None:
             time.sleep(config.duration_seconds)
@@ -207,13 +208,15 @@ class LoadGenerator:
             state["stop"] = True
         else:
             done.wait()
+        cpu_seconds = time.process_time() - cpu_from
         for thread in threads:
             thread.join()
         with lock:
             return LoadLevelResult.from_latencies(
                 concurrency, list(latencies), config.rows_per_request,
                 state["measure_to"] - state["measure_from"], dict(error_codes),
-                first_error[0] if first_error else "")
+                first_error[0] if first_error else "",
+                cpu_seconds / max(state["measure_to"] - state["measure_from"], 1e-9))
 
 
 def _ms(value: float | None) -> str:

@@ -27,6 +27,8 @@ class LoadLevelResult:
             no request succeeded).
         error_codes: gRPC status name -> count of failed requests.
         first_error: The first failure's text ("" when none failed).
+        client_cpu: CPU seconds the load generator's process used per measured second (its
+            share of the machine, e.g. 0.3 = 30 % of one core).
     """
 
     concurrency: int
@@ -39,11 +41,13 @@ class LoadLevelResult:
     latency_ms: dict[str, float | None]
     error_codes: dict[str, int]
     first_error: str = ""
+    client_cpu: float | None = None
 
     @classmethod
     def from_latencies(cls, concurrency: int, latencies_s: list[float], rows_per_request: int,
                        seconds: float, error_codes: dict[str, int],
-                       first_error: str = "") -> LoadLevelResult:
+                       first_error: str = "",
+                       client_cpu: float | None = None) -> LoadLevelResult:
         """Summarises per-request latencies (seconds) measured over `seconds`."""
         requests = len(latencies_s)
         if latencies_s:
@@ -60,7 +64,8 @@ class LoadLevelResult:
                    rows=requests * rows_per_request, errors=sum(error_codes.values()),
                    seconds=seconds, rows_per_second=requests * rows_per_request / seconds,
                    requests_per_second=requests / seconds, latency_ms=latency,
-                   error_codes=dict(error_codes), first_error=first_error)
+                   error_codes=dict(error_codes), first_error=first_error,
+                   client_cpu=client_cpu)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -71,7 +76,8 @@ class LoadLevelResult:
             "concurrency": self.concurrency, "requests": self.requests, "rows": self.rows,
             "errors": self.errors, "seconds": round(self.seconds, 6),
             "rows_per_second": round(self.rows_per_second, 3),
-            "requests_per_second": round(self.requests_per_second, 3)}
+            "requests_per_second": round(self.requests_per_second, 3),
+            "client_cpu": None if self.client_cpu is None else round(self.client_cpu, 3)}
         for name, value in self.latency_ms.items():
             row[f"latency_{name}_ms"] = None if value is None else round(value, 4)
         return row

@@ -96,12 +96,13 @@ def serve(json_path, csv_path, **options) -> None:
 def format_table(results: list[LoadLevelResult]) -> str:
     """The results as a fixed-width table, one line per level."""
     header = (f"{'concurrency':>11} {'requests':>9} {'rows/s':>9} {'p50 ms':>9} {'p95 ms':>9} "
-              f"{'p99 ms':>9} {'errors':>7}")
+              f"{'p99 ms':>9} {'errors':>7} {'client CPU':>10}")
     lines = [header]
     for r in results:
         cells = [_fmt(r.latency_ms[k]) for k in ("p50", "p95", "p99")]
         lines.append(f"{r.concurrency:>11} {r.requests:>9} {r.rows_per_second:>9.1f} "
-                     f"{cells[0]:>9} {cells[1]:>9} {cells[2]:>9} {r.errors:>7}")
+                     f"{cells[0]:>9} {cells[1]:>9} {cells[2]:>9} {r.errors:>7} "
+                     f"{_percent(r.client_cpu):>10}")
     return "\n".join(lines)
 
 
@@ -122,3 +123,7 @@ def report(config: BenchServeConfig, results: list[LoadLevelResult]) -> dict:
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.0f}%"

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 
 import pytest
 from click.testing import CliRunner
@@ -43,7 +44,7 @@ def test_measures_each_level_prints_table_and_writes_json_and_csv(tmp_path, benc
     assert result.exit_code == 0, result.output + result.stderr
     lines = result.stdout.strip().splitlines()
     assert lines[0].split() == ["concurrency", "requests", "rows/s", "p50", "ms", "p95", "ms",
-                                "p99", "ms", "errors"]
+                                "p99", "ms", "errors", "client", "CPU"]
     assert [line.split()[0] for line in lines[1:]] == ["1", "3"]
     assert "concurrency 3: " in result.stderr  # progress goes to stderr
     report = json.loads(json_path.read_text())
@@ -59,6 +60,8 @@ def test_measures_each_level_prints_table_and_writes_json_and_csv(tmp_path, benc
         assert 0 < latency["min"] <= latency["p50"] <= latency["p90"] <= latency["p95"] \
             <= latency["p99"] <= latency["max"]
         assert level["rows_per_second"] == pytest.approx(60 / level["seconds"])
+        # CPU share of the process (here the server runs in it too): at most every core.
+        assert 0 < level["client_cpu"] < (os.cpu_count() or 1) + 0.5
         # Closed loop: throughput cannot exceed concurrency / mean latency (small slack).
         assert level["requests_per_second"] <= 1.05 * level["concurrency"] / (
             latency["mean"] / 1e3)
