@@ -165,7 +165,10 @@ class LoadGenerator:
                     predict(requests[index % len(requests)], timeout=config.timeout)
                 except grpc.RpcError:
                     pass
-                ready.wait()
+                try:
+                    ready.wait(timeout=config.timeout + 60)
+                except threading.BrokenBarrierError:
+                    return
                 i = index * 7919  # threads start at different rows
                 while not state["stop"]:
                     request = requests[i % len(requests)]
@@ -198,7 +201,12 @@ class LoadGenerator:
                                     name=f"bench-client-{i}") for i in range(concurrency)]
         for thread in threads:
             thread.start()
-        ready.wait()
+        try:
+            ready.wait(timeout=config.timeout + 60)
+        except threading.BrokenBarrierError:
+            state["stop"] = True
+            raise ScoringError(f"The {concurrency} client threads could not all connect to "
+                               f"{config.server} within {config.timeout + 60:g} s") from None
         time.sleep(config.warmup_seconds)
         cpu_from = time.process_time()
         state["measure_from"] = time.perf_counter()
@@ -207,7 +215,10 @@ class LoadGenerator:
             state["measure_to"] = time.perf_counter()
             state["stop"] = True
         else:
-            done.wait()
+            while not done.wait(0.1):
+                if not any(thread.is_alive() for thread in threads):
+                    state["measure_to"] = time.perf_counter()
+                    break
         cpu_seconds = time.process_time() - cpu_from
         for thread in threads:
             thread.join()
