@@ -20,7 +20,7 @@ COMMANDS = {
     "serve": "Serve SavedModels over TensorFlow Serving's gRPC API.",
     "predict": "Classify texts through a running model server.",
     "score": "Score a CSV/TSV/JSONL/Parquet file through a running model server.",
-    "bench": "Benchmarks: `bench serve` load-tests a TF-Serving-compatible server.",
+    "bench": "Benchmarks: `bench serve` load-tests a model server.",
 }
 
 
