@@ -27,7 +27,7 @@ padded token: forward + backward of the encoder's dense layers).
     .venv/bin/python benchmarks/fit_throughput.py /work/shared/data/sst2 --mode quality
 
 `--mode quality` fine-tunes with `tfinetune fit`'s defaults (1 epoch, first 8,000 rows) and reports
-SST-2 dev accuracy. Results go to `benchmarks/results/fit_<mode>-<date>.json`.
+SST-2 dev accuracy. Results go to `benchmarks/results/fit_<mode>-<date>T<HHMM>.json`.
 """
 
 from __future__ import annotations
@@ -133,14 +133,10 @@ def dev_accuracy_tf(model, tokenizer, texts: list[str], labels: list[int]) -> fl
 
 # --------------------------------------------------------------------------- workers
 def worker_matmul() -> dict:
-    """fp32 matmul FLOP/s of this machine (TF, all cores): best of a few 1024^3 products."""
+    """fp32 matmul FLOP/s of this machine (TF, all cores): best of 1024^3 and 2048^3 products."""
     sys.path.insert(0, str(ROOT))
     from tfinetune import _environment  # noqa: F401
     import tensorflow as tf
-
-    n = 1024
-    a = tf.random.normal([n, n])
-    b = tf.random.normal([n, n])
 
     @tf.function
     def product(x, y):
@@ -148,12 +144,15 @@ def worker_matmul() -> dict:
             x = tf.matmul(x, y) * 1e-3
         return x
 
-    product(a, b).numpy()
     best = 0.0
-    for _ in range(5):
-        start = time.perf_counter()
+    for n in (1024, 2048):
+        a = tf.random.normal([n, n])
+        b = tf.random.normal([n, n])
         product(a, b).numpy()
-        best = max(best, 10 * 2 * n ** 3 / (time.perf_counter() - start))
+        for _ in range(5):
+            start = time.perf_counter()
+            product(a, b).numpy()
+            best = max(best, 10 * 2 * n ** 3 / (time.perf_counter() - start))
     return {"matmul_gflops": best / 1e9}
 
 
@@ -281,7 +280,8 @@ def worker_tfinetune(args, variant: str) -> dict:
     window = tokenized_dataset.TRAIN_LENGTH_WINDOW
     dataset = make_dataset(features, labels, batch_size=BATCH_SIZE,
                            pad_token_id=tokenizer.pad_token_id or 0, shuffle=True, seed=SEED,
-                           length_window=window)
+                           length_window=window,
+                           length_granularity=tokenized_dataset.TRAIN_LENGTH_GRANULARITY)
     padded = 0
     for _ in range(args.epochs):
         padded = sum(int(batch["input_ids"].shape[0] * batch["input_ids"].shape[1])
@@ -329,6 +329,7 @@ def run_worker(config: str, args) -> dict:
                    "--weight-decay", str(WEIGHT_DECAY), "--seed", str(SEED), *common]
     else:
         command = [sys.executable, __file__, "--worker", config, *common]
+    load_before = os.getloadavg()
     started = time.perf_counter()
     print(f"[{datetime.datetime.now(datetime.timezone.utc):%H:%M:%S}] {config} ...",
           file=sys.stderr, flush=True)
@@ -344,6 +345,8 @@ def run_worker(config: str, args) -> dict:
     result = json.loads(out.read_text())
     out.unlink()
     result["wall_seconds"] = time.perf_counter() - started
+    # Other jobs on the machine: 1-minute load average before and after (2 cores here).
+    result["load_average_1min"] = [load_before[0], os.getloadavg()[0]]
     return result
 
 
@@ -473,7 +476,8 @@ def main() -> None:
                            "seed": SEED, "data": str(args.data)},
               "results": results}
     RESULTS_DIR.mkdir(exist_ok=True)
-    path = RESULTS_DIR / f"fit_{args.mode}-{datetime.date.today().isoformat()}.json"
+    now = datetime.datetime.now(datetime.timezone.utc)
+    path = RESULTS_DIR / f"fit_{args.mode}-{now:%Y-%m-%dT%H%M}.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nWrote {path}")
 

@@ -133,7 +133,8 @@ class TextClassificationTask(FineTuningTask):
         dataset = make_dataset(features, self.train.targets, batch_size=config.batch_size,
                                pad_token_id=tokenizer.pad_token_id or 0, shuffle=True,
                                seed=config.seed,
-                               length_window=tokenized_dataset.TRAIN_LENGTH_WINDOW)
+                               length_window=tokenized_dataset.TRAIN_LENGTH_WINDOW,
+                               length_granularity=tokenized_dataset.TRAIN_LENGTH_GRANULARITY)
         return dataset, math.ceil(len(self.train) / config.batch_size)
 
     def prepare_validation(self, tokenizer: Any) -> None:

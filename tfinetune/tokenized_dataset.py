@@ -17,6 +17,9 @@ import tensorflow as tf
 #: `length_window` of training datasets: length-sorted windows of 50 batches, as transformers'
 #: `LengthGroupedSampler` mega-batches (measured in `benchmarks/fit_throughput.py`).
 TRAIN_LENGTH_WINDOW = 50
+#: `length_granularity` of training datasets: lengths within a 4-token step stay in shuffled order,
+#: so a length that tracks the label (e.g. "3 words = no label, 5 = both") still mixes in a batch.
+TRAIN_LENGTH_GRANULARITY = 4
 
 
 def tokenize(tokenizer, texts: Sequence[str], text_pairs: Sequence[str] | None,
@@ -43,6 +46,7 @@ def make_dataset(
     shuffle: bool = False,
     seed: int | None = None,
     length_window: int = 0,
+    length_granularity: int = 1,
     pad_to_multiple_of: int = 1,
 ) -> tf.data.Dataset:
     """A `tf.data.Dataset` of `(features, labels)` batches padded to each batch's longest row.
@@ -60,13 +64,16 @@ def make_dataset(
             shuffle the batches of the epoch (with `seed`). Every example still comes exactly
             once per epoch, the number of batches is unchanged (`ceil(rows / batch_size)`), and
             the order is a function of the seed and epoch only. 0 or 1: plain shuffled batches.
+        length_granularity: With `length_window`, sort by `length // length_granularity`:
+            rows whose lengths differ within a step keep their shuffled order.
         pad_to_multiple_of: Pad each batch's length up to a multiple of this (bounds the number
             of distinct shapes, e.g. for XLA); 1 pads to the longest row only.
     """
-    if length_window < 0 or pad_to_multiple_of < 1:
+    if length_window < 0 or length_granularity < 1 or pad_to_multiple_of < 1:
         raise ValueError(
-            "length_window must be >= 0 and pad_to_multiple_of >= 1. Received: "
-            f"length_window={length_window}, pad_to_multiple_of={pad_to_multiple_of}")
+            "length_window must be >= 0, length_granularity and pad_to_multiple_of >= 1. "
+            f"Received: length_window={length_window}, length_granularity={length_granularity}, "
+            f"pad_to_multiple_of={pad_to_multiple_of}")
     ragged = {}
     for key, rows in features.items():
         lengths = np.fromiter((len(row) for row in rows), dtype=np.int64, count=len(rows))
@@ -95,7 +102,8 @@ def make_dataset(
         return dense if labels is None else (dense, labels)
 
     if shuffle and length_window > 1:
-        dataset = _length_grouped_batches(dataset, batch_size, length_window, count, seed)
+        dataset = _length_grouped_batches(dataset, batch_size, length_window,
+                                          length_granularity, count, seed)
     else:
         dataset = dataset.ragged_batch(batch_size)
     if targets is None:
@@ -104,12 +112,13 @@ def make_dataset(
 
 
 def _length_grouped_batches(dataset: tf.data.Dataset, batch_size: int, length_window: int,
-                            count: int, seed: int | None) -> tf.data.Dataset:
+                            granularity: int, count: int, seed: int | None) -> tf.data.Dataset:
     """Ragged batches of similar-length examples from an (already shuffled) example dataset."""
 
     def sort_by_length(*window):
         features = window[0]
-        order = tf.argsort(features["input_ids"].row_lengths(), stable=True)
+        lengths = features["input_ids"].row_lengths()
+        order = tf.argsort(lengths // tf.constant(granularity, lengths.dtype), stable=True)
         sorted_window = tf.nest.map_structure(lambda rows: tf.gather(rows, order), window)
         return sorted_window if len(window) > 1 else sorted_window[0]
 

@@ -59,13 +59,28 @@ def test_a_window_spanning_the_data_makes_batches_of_consecutive_lengths():
     lengths = list(range(1, 65))
     np.random.default_rng(1).shuffle(lengths)
     dataset = make_dataset(rows_of_lengths(lengths), list(range(64)), batch_size=8,
-                           shuffle=True, seed=0, length_window=8)
+                           shuffle=True, seed=0, length_window=8, length_granularity=1)
     batches = epochs(dataset, 1)[0]
     groups = sorted(sorted(np.asarray(lengths)[y].tolist()) for _, _, y in batches)
     assert groups == [list(range(8 * k + 1, 8 * k + 9)) for k in range(8)]
     assert sum(ids.size for ids, _, _ in batches) == sum(8 * (8 * k + 8) for k in range(8))
     # The batch order is shuffled, not ascending length.
     assert [ids.shape[1] for ids, _, _ in batches] != sorted(ids.shape[1] for ids, _, _ in batches)
+
+
+def test_lengths_within_a_granularity_step_stay_mixed():
+    # 3 lengths (5, 6, 7: one 4-token step) each tied to a label, as when the label adds words:
+    # sorted exactly, every batch would hold one label; with granularity 4 batches stay mixed.
+    lengths = [5, 6, 7] * 16
+
+    def labels_per_batch(granularity):
+        dataset = make_dataset(rows_of_lengths(lengths), [n - 5 for n in lengths], batch_size=8,
+                               shuffle=True, seed=0, length_window=6,
+                               length_granularity=granularity)
+        return [len(set(y.tolist())) for _, _, y in epochs(dataset, 1)[0]]
+
+    assert set(labels_per_batch(1)) == {1}
+    assert max(labels_per_batch(4)) > 1
 
 
 def test_length_grouping_pads_less_than_random_batches():
@@ -97,3 +112,5 @@ def test_unlabelled_rows_can_be_length_grouped():
 def test_invalid_grouping_options_are_refused():
     with pytest.raises(ValueError, match=r"pad_to_multiple_of >= 1.*pad_to_multiple_of=0"):
         make_dataset(rows_of_lengths([2]), [0], batch_size=1, pad_to_multiple_of=0)
+    with pytest.raises(ValueError, match=r"length_granularity=0"):
+        make_dataset(rows_of_lengths([2]), [0], batch_size=1, length_granularity=0)
