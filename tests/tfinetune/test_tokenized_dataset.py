@@ -96,7 +96,7 @@ def test_length_grouping_pads_less_than_random_batches():
 def test_pad_to_multiple_of_rounds_each_batch_length_up():
     dataset = make_dataset(rows_of_lengths([3, 9, 16, 17]), [0, 1, 2, 3], batch_size=2,
                            pad_token_id=PAD, pad_to_multiple_of=8)
-    (ids_a, mask_a, _), (ids_b, mask_b, _) = epochs(dataset, 1)[0]
+    (ids_a, _, _), (ids_b, mask_b, _) = epochs(dataset, 1)[0]
     assert ids_a.shape == (2, 16) and ids_b.shape == (2, 24)
     assert ids_a[0].tolist() == [100, 1, 1] + [PAD] * 13
     assert mask_b[1].tolist() == [1] * 17 + [0] * 7
