@@ -440,7 +440,8 @@ def worker_quality(args) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("data", nargs="?", type=Path, help="directory with SST-2 train.tsv, dev.tsv")
+    parser.add_argument("data", nargs="?", type=Path,
+                        help="directory with SST-2 train.tsv, dev.tsv")
     parser.add_argument("--data", dest="data_option", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--mode", choices=("throughput", "quality"), default="throughput")
     parser.add_argument("--rows", type=int, default=None,

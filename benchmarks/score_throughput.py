@@ -1,7 +1,8 @@
 """`tfinetune score` throughput through the server and the scorer's peak RSS, on SST-2 train
 with all-MiniLM-L6-v2, as a ratio to the in-process limit measured in the same run.
 
-    flock /tmp/tfinetune-bench.lock .venv/bin/python benchmarks/score_throughput.py ../shared/data/sst2
+    flock /tmp/tfinetune-bench.lock .venv/bin/python benchmarks/score_throughput.py \
+        ../shared/data/sst2
 
 1. Builds (once; cached in benchmarks/.cache/) MiniLM fine-tuned for a few steps on SST-2 and
    exported with `export.export_model` (the model the serving benchmark uses).
