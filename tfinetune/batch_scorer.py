@@ -11,7 +11,8 @@ read in chunks of `concurrency x batch_size` rows instead, and each chunk is sen
 `concurrency` requests of rows of similar text length (a model pads its batch to the longest
 row, so this cuts the padding; measured in benchmarks/score_throughput.py); rows are still
 written in input order, and a failed request fails its (length-grouped) rows. Rows are
-written strictly in input order with every input column, then, by the model's problem type (`client.problem_type()`):
+written strictly in input order with every input column, then, by the model's problem type
+(`client.problem_type()`):
 
 - single-label: the predicted `label`, one `prob_<label>` column per label;
 - multi-label: the predicted `labels` (joined with `label_delimiter` in CSV/TSV/Parquet, a
