@@ -18,6 +18,10 @@ written strictly in input order with every input column, then, by the model's pr
 - multi-label: the predicted `labels` (joined with `label_delimiter` in CSV/TSV/Parquet, a
   list in JSON Lines), one `score_<label>` column per label;
 - regression: the predicted `value`;
+- token classification: `entities` (a list in JSON Lines, JSON text otherwise);
+- question answering (question and context columns): `answer`, `answer_start`,
+  `answer_end`, `answer_score`;
+- seq2seq: `generated_text`;
 
 and `error`. A predicted column whose name the input already has is prefixed `predicted_`.
 
