@@ -43,6 +43,9 @@ class FineTuningTask(abc.ABC):
 
     def __init__(self, config: FitConfig) -> None:
         self.config = config
+        #: The examples `read_data` read (any object with a length), None before.
+        self.train: Any = None
+        self.validation: Any = None
 
     # --- data ------------------------------------------------------------------------------
 
@@ -57,14 +60,14 @@ class FineTuningTask(abc.ABC):
         """
 
     @property
-    @abc.abstractmethod
     def train_rows(self) -> int:
         """Training examples read (before windowing / tokenization)."""
+        return len(self.train)
 
     @property
-    @abc.abstractmethod
     def validation_rows(self) -> int | None:
         """Validation examples read, or None without `config.validation`."""
+        return len(self.validation) if self.validation is not None else None
 
     @property
     def label_names(self) -> list[str]:

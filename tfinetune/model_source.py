@@ -5,6 +5,9 @@ from __future__ import annotations
 import importlib.util
 import logging
 from pathlib import Path
+from typing import Any
+
+from tfinetune.errors import ModelError
 
 logger = logging.getLogger(__name__)
 
@@ -34,3 +37,23 @@ def resolve_model(name_or_path: str) -> str:
                 logger.info("Using %s from the offline package %s", name_or_path, package)
                 return str(directory)
     return name_or_path
+
+
+def load_tokenizer(source: str, name: str, **options: Any) -> Any:
+    """`AutoTokenizer.from_pretrained(source, **options)`, or a `ModelError` naming `name` (the
+    `--model` as given, or the run directory).
+
+    Args:
+        source: What `resolve_model` returned (or a run directory).
+        name: How the user named it, for the message.
+        options: Passed to `from_pretrained` (e.g. `add_prefix_space=True`).
+    """
+    from tfinetune import _environment  # noqa: F401  (before transformers)
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(source, **options)
+    except (OSError, ValueError, KeyError) as error:
+        raise ModelError(
+            f"Cannot load a tokenizer for --model {name!r}. Expected a Hugging Face model name "
+            f"or a directory with tokenizer files. Received: {error}") from error

@@ -11,6 +11,7 @@ import numpy as np
 from tfinetune.errors import ModelError
 from tfinetune.fine_tuning_task import FineTuningTask
 from tfinetune.fit_config import FitConfig
+from tfinetune.model_source import load_tokenizer
 from tfinetune.model_source import resolve_model
 from tfinetune.question_answering_examples import QuestionAnsweringExamples
 
@@ -46,14 +47,6 @@ class QuestionAnsweringTask(FineTuningTask):
         self.train = self._read(self.config.train, "training")
         if self.config.validation:
             self.validation = self._read(self.config.validation, "validation")
-
-    @property
-    def train_rows(self) -> int:
-        return len(self.train)
-
-    @property
-    def validation_rows(self) -> int | None:
-        return len(self.validation) if self.validation is not None else None
 
     def load_model(self) -> tuple[Any, Any]:
         config = self.config
@@ -140,14 +133,7 @@ class QuestionAnsweringTask(FineTuningTask):
 
 
 def _load_tokenizer(source: str, name: str) -> Any:
-    from transformers import AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-    except (OSError, ValueError, KeyError) as error:
-        raise ModelError(
-            f"Cannot load a tokenizer for --model {name!r}. Expected a Hugging Face model name "
-            f"or a directory with tokenizer files. Received: {error}") from error
+    tokenizer = load_tokenizer(source, name)
     if not tokenizer.is_fast:
         raise ModelError(
             "Question answering needs a fast (Rust) tokenizer for character offsets. Expected "

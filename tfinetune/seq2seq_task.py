@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from tfinetune.errors import ModelError
 from tfinetune.fine_tuning_task import FineTuningTask
 from tfinetune.fit_config import FitConfig
+from tfinetune.model_source import load_tokenizer
 from tfinetune.model_source import resolve_model
 from tfinetune.seq2seq_examples import Seq2SeqExamples
 
@@ -56,14 +57,6 @@ class Seq2SeqTask(FineTuningTask):
         self.train = self._read(self.config.train, "training")
         if self.config.validation:
             self.validation = self._read(self.config.validation, "validation")
-
-    @property
-    def train_rows(self) -> int:
-        return len(self.train)
-
-    @property
-    def validation_rows(self) -> int | None:
-        return len(self.validation) if self.validation is not None else None
 
     @property
     def monitor(self) -> str:
@@ -133,15 +126,9 @@ def load_seq2seq(source: str, name: str) -> tuple[Any, Any]:
     Raises:
         ModelError: naming `name` and the cause.
     """
-    from transformers import AutoTokenizer
     from transformers import TFAutoModelForSeq2SeqLM
 
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-    except (OSError, ValueError, KeyError) as error:
-        raise ModelError(
-            f"Cannot load a tokenizer for --model {name!r}. Expected a Hugging Face model name "
-            f"or a directory with tokenizer files. Received: {error}") from error
+    tokenizer = load_tokenizer(source, name)
     try:
         model = TFAutoModelForSeq2SeqLM.from_pretrained(source)
     except (OSError, ValueError, KeyError) as error:

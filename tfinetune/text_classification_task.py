@@ -10,6 +10,7 @@ from tfinetune.errors import ModelError
 from tfinetune.fine_tuning_task import FineTuningTask
 from tfinetune.fit_config import FitConfig
 from tfinetune.label_set import LabelSet
+from tfinetune.model_source import load_tokenizer
 from tfinetune.model_source import resolve_model
 from tfinetune.problem_type import ProblemType
 from tfinetune.text_classification_examples import TextClassificationExamples
@@ -25,8 +26,6 @@ class TextClassificationTask(FineTuningTask):
     def __init__(self, config: FitConfig) -> None:
         super().__init__(config)
         self.problem_type = ProblemType(config.problem_type, threshold=config.threshold)
-        self.train = None
-        self.validation = None
         self.labels: LabelSet | None = None
         self._validation_dataset = None
 
@@ -46,14 +45,6 @@ class TextClassificationTask(FineTuningTask):
                 **self._columns())
 
     @property
-    def train_rows(self) -> int:
-        return len(self.train)
-
-    @property
-    def validation_rows(self) -> int | None:
-        return len(self.validation) if self.validation is not None else None
-
-    @property
     def label_names(self) -> list[str]:
         return list(self.labels.names)
 
@@ -65,16 +56,9 @@ class TextClassificationTask(FineTuningTask):
         return self.problem_type.compile_metrics
 
     def load_model(self) -> tuple[Any, Any]:
-        from transformers import AutoTokenizer
-
         config = self.config
         source = resolve_model(config.model)
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(source)
-        except (OSError, ValueError, KeyError) as error:
-            raise ModelError(
-                f"Cannot load a tokenizer for --model {config.model!r}. Expected a Hugging Face "
-                f"model name or a directory with tokenizer files. Received: {error}") from error
+        tokenizer = load_tokenizer(source, config.model)
         model = self._load_classifier(source)
         if self.problem_type.training_loss() is not None:
             # transformers' TF classifiers know only cross-entropy and MSE: give this model the

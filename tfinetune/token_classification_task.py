@@ -23,6 +23,7 @@ from tfinetune.entity_metrics import EntityMetrics
 from tfinetune.errors import ModelError
 from tfinetune.fine_tuning_task import FineTuningTask
 from tfinetune.fit_config import FitConfig
+from tfinetune.model_source import load_tokenizer
 from tfinetune.model_source import resolve_model
 from tfinetune.tag_set import OUTSIDE
 from tfinetune.tag_set import TagSet
@@ -59,14 +60,6 @@ class TokenClassificationTask(FineTuningTask):
             self.validation = TokenClassificationExamples.read(
                 config.validation, tokens_column=config.tokens_column,
                 tags_column=config.tags_column, tag_set=self.train.tag_set, role="validation")
-
-    @property
-    def train_rows(self) -> int:
-        return len(self.train)
-
-    @property
-    def validation_rows(self) -> int | None:
-        return len(self.validation) if self.validation is not None else None
 
     @property
     def label_names(self) -> list[str]:
@@ -180,16 +173,15 @@ _PREFIX_SPACE_MODEL_TYPES = ("roberta", "deberta", "gpt2", "bloom", "longformer"
 
 def _load_tokenizer(source: str, name: str) -> Any:
     from transformers import AutoConfig
-    from transformers import AutoTokenizer
 
     try:
         model_type = getattr(AutoConfig.from_pretrained(source), "model_type", None)
-        options = {"add_prefix_space": True} if model_type in _PREFIX_SPACE_MODEL_TYPES else {}
-        tokenizer = AutoTokenizer.from_pretrained(source, **options)
     except (OSError, ValueError, KeyError) as error:
         raise ModelError(
             f"Cannot load a tokenizer for --model {name!r}. Expected a Hugging Face model name "
             f"or a directory with tokenizer files. Received: {error}") from error
+    options = {"add_prefix_space": True} if model_type in _PREFIX_SPACE_MODEL_TYPES else {}
+    tokenizer = load_tokenizer(source, name, **options)
     if not getattr(tokenizer, "is_fast", False):
         raise ModelError(
             f"Token classification needs a fast (Rust) tokenizer to map sub-tokens to words. "
