@@ -122,17 +122,6 @@ class QuestionAnsweringExport(TaskExport):
                 f"max_position_embeddings ({limit}). Received: max_length={max_length!r}")
         return max_length
 
-    @property
-    def max_length(self) -> int:
-        return self._max_length
-
-    @property
-    def signature_names(self) -> tuple[str, ...]:
-        return self.module.signature_names
-
-    def save(self, export_dir: Path) -> None:
-        tf.saved_model.save(self.module, str(export_dir), signatures=self.module.signatures())
-
     def write_assets(self, assets_extra: Path) -> dict[str, Any]:
         self.tokenizer.save_pretrained(str(assets_extra / TOKENIZER_DIR))
         write_warmup_requests(assets_extra, self._max_length)

@@ -92,17 +92,6 @@ class Seq2SeqExport(TaskExport):
         self.parity_texts = (list(parity_texts) if parity_texts is not None
                              else default_parity_texts(length))
 
-    @property
-    def max_length(self) -> int:
-        return self._max_length
-
-    @property
-    def signature_names(self) -> tuple[str, ...]:
-        return self.module.signature_names
-
-    def save(self, export_dir: Path) -> None:
-        tf.saved_model.save(self.module, str(export_dir), signatures=self.module.signatures())
-
     def write_assets(self, assets_extra: Path) -> dict[str, Any]:
         self.tokenizer.save_pretrained(assets_extra / TOKENIZER_DIR)
         write_warmup_requests(assets_extra, WARMUP_TEXTS)

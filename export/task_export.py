@@ -8,6 +8,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
+from export import _environment  # noqa: F401  (must run before TF/transformers imports)
 from export.run_directory import RunDirectory
 
 #: Task name → "module:Class" of its `TaskExport`.
@@ -42,19 +43,26 @@ class TaskExport(abc.ABC):
                  parity_texts: Any = None) -> None:
         self.run = run
 
+    #: Set by subclasses' constructors: the `tf.Module` to save (with `signatures()` and
+    #: `signature_names`) and the input length it was built with.
+    module: Any
+    _max_length: int
+
     @property
-    @abc.abstractmethod
     def max_length(self) -> int:
         """The input length the export was built with."""
+        return self._max_length
 
     @property
-    @abc.abstractmethod
     def signature_names(self) -> tuple[str, ...]:
         """The SavedModel's signatures, `serving_default` first."""
+        return self.module.signature_names
 
-    @abc.abstractmethod
     def save(self, export_dir: Path) -> None:
         """Writes the SavedModel (`tf.saved_model.save` with the signatures) to `export_dir`."""
+        import tensorflow as tf
+
+        tf.saved_model.save(self.module, str(export_dir), signatures=self.module.signatures())
 
     @abc.abstractmethod
     def write_assets(self, assets_extra: Path) -> dict[str, Any]:

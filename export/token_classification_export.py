@@ -120,17 +120,6 @@ class TokenClassificationExport(TaskExport):
         in_graph = InGraphTokenizer.from_hf_tokenizer(self.tokenizer, max_length=self._max_length)
         self.module = TokenClassifierServingModule(self.model, in_graph, run.labels)
 
-    @property
-    def max_length(self) -> int:
-        return self._max_length
-
-    @property
-    def signature_names(self) -> tuple[str, ...]:
-        return self.module.signature_names
-
-    def save(self, export_dir: Path) -> None:
-        tf.saved_model.save(self.module, str(export_dir), signatures=self.module.signatures())
-
     def write_assets(self, assets_extra: Path) -> dict[str, Any]:
         self.tokenizer.save_pretrained(str(assets_extra / TOKENIZER_DIR))
         _write_warmup_requests(assets_extra, default_parity_texts(self._max_length))
