@@ -32,9 +32,9 @@ def is_tag(tag: object) -> bool:
     return isinstance(tag, str) and (tag == OUTSIDE or _TAG.fullmatch(tag) is not None)
 
 
-class TagSet:
+class TagSet(LabelSet):
     """The tags in tag-id order: `O` first, then `B-<type>`, `I-<type>` per entity type, types
-    sorted alphabetically.
+    sorted alphabetically: the `LabelSet` (ids, `labels.json`) of a token classifier.
 
     Both tags of a type are present when either was seen, so that a validation or evaluation
     file may use `I-X` where training only had `B-X`.
@@ -43,17 +43,14 @@ class TagSet:
         types: The entity types.
     """
 
-    FILE_NAME = LabelSet.FILE_NAME
-
     def __init__(self, types: Iterable[str]) -> None:
         self.types = tuple(sorted(set(types)))
         if not self.types:
             raise DataError(
                 "A token classifier needs at least one entity type in the training file. "
                 "Expected some B-<type> or I-<type> tags. Received: only 'O' tags")
-        self.names = (OUTSIDE, *(f"{prefix}-{kind}" for kind in self.types
-                                 for prefix in ("B", "I")))
-        self._ids = {name: i for i, name in enumerate(self.names)}
+        super().__init__((OUTSIDE, *(f"{prefix}-{kind}" for kind in self.types
+                                     for prefix in ("B", "I"))), minimum=1)
 
     @classmethod
     def from_tags(cls, tags: Iterable[str]) -> "TagSet":
@@ -72,27 +69,6 @@ class TagSet:
             raise DataError(f"Invalid tag order. Expected labels={list(tags.names)}. "
                             f"Received: labels={names}")
         return tags
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._ids
-
-    def id_of(self, name: str) -> int:
-        return self._ids[name]
-
-    @property
-    def id2label(self) -> dict[int, str]:
-        return dict(enumerate(self.names))
-
-    @property
-    def label2id(self) -> dict[str, int]:
-        return dict(self._ids)
-
-    def save(self, directory: str | Path) -> Path:
-        """Writes `labels.json` (`{"labels": [...]}`, tag-id order) into `directory`."""
-        return LabelSet(self.names, minimum=1).save(directory)
 
     @classmethod
     def load(cls, directory: str | Path) -> "TagSet":
