@@ -25,18 +25,9 @@ from transformers import Trainer
 from transformers import TrainerCallback
 from transformers import TrainingArguments
 
-
-def read_sst2(path: Path, rows: int | None = None) -> tuple[list[str], list[int]]:
-    texts, labels = [], []
-    with open(path, encoding="utf-8") as handle:
-        handle.readline()
-        for line in handle:
-            if rows is not None and len(texts) >= rows:
-                break
-            sentence, label = line.rstrip("\n").rsplit("\t", 1)
-            texts.append(sentence.strip())
-            labels.append(int(label))
-    return texts, labels
+# Runs in its own torch virtualenv: the SST-2 reader comes from the (stdlib-only) module of the
+# benchmark that starts it; this script's directory is sys.path[0].
+from fit_throughput import read_sst2
 
 
 class Rows(torch.utils.data.Dataset):

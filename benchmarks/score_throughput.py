@@ -124,7 +124,10 @@ def main() -> None:
     from tfinetune import _environment  # noqa: F401
 
     base = exported_model(args.data, args.max_length)
-    version_dir = max((p for p in base.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+    from export.exporter import existing_versions
+
+    versions = existing_versions(base)
+    version_dir = versions[max(versions)]
     train = sst2_file(args.data, "train")
     import tensorflow as tf
     import tensorflow_text  # noqa: F401
