@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import abc
+import functools
 import importlib
 from collections.abc import Mapping, Sequence
 
@@ -19,8 +20,10 @@ TASK_CODECS = {
 }
 
 
-def task_codecs() -> list["TaskCodec"]:
-    """One instance of every task codec whose module exists, in `TASK_CODECS` order."""
+@functools.cache
+def task_codecs() -> tuple["TaskCodec", ...]:
+    """One instance of every task codec whose module exists, in `TASK_CODECS` order (built
+    once: `Client` looks the codec up on every response)."""
     codecs = []
     for spec in TASK_CODECS.values():
         module_name, class_name = spec.split(":")
@@ -31,7 +34,7 @@ def task_codecs() -> list["TaskCodec"]:
                 raise
             continue
         codecs.append(getattr(module, class_name)())
-    return codecs
+    return tuple(codecs)
 
 
 def codec_for_outputs(aliases: Sequence[str]) -> "TaskCodec | None":
