@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import importlib.metadata
 import json
@@ -10,7 +11,7 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -129,9 +130,7 @@ def export_model(
     module = ClassifierServingModule(model, in_graph_tokenizer, run.labels, text_pair=run.text_pair,
                                      problem_type=run.problem_type, threshold=run.threshold)
 
-    base_existed = base.exists()
-    temp_dir = _make_temp_dir(base, version)
-    try:
+    with _staged_version(base, version) as temp_dir:
         save_module(module, temp_dir)
         _write_assets_extra(temp_dir / ASSETS_EXTRA, run, tokenizer, max_length, version,
                             module.signature_names)
@@ -146,13 +145,7 @@ def export_model(
             problem_type=run.problem_type,
             threshold=run.threshold,
         )
-        final_dir = base / str(version)
-        _rename_without_replacing(temp_dir, final_dir, version)
-    except BaseException:
-        shutil.rmtree(temp_dir, ignore_errors=True)
-        if not base_existed:
-            _remove_if_empty(base)
-        raise
+    final_dir = base / str(version)
     logger.info(
         "Exported %s as version %d to %s (signatures: %s; max_length %d; parity max |difference| "
         "%.3g)",
@@ -178,9 +171,7 @@ def _export_task(run: RunDirectory, base: Path, version: int, max_length: int | 
 
     task_export = task_export_class(run.task)(run, max_length=max_length,
                                               parity_texts=parity_texts)
-    base_existed = base.exists()
-    temp_dir = _make_temp_dir(base, version)
-    try:
+    with _staged_version(base, version) as temp_dir:
         task_export.save(temp_dir)
         assets = temp_dir / ASSETS_EXTRA
         assets.mkdir(parents=True, exist_ok=True)
@@ -203,13 +194,7 @@ def _export_task(run: RunDirectory, base: Path, version: int, max_length: int | 
         (assets / EXPORT_CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n",
                                                  encoding="utf-8")
         difference = task_export.check_parity(temp_dir)
-        final_dir = base / str(version)
-        _rename_without_replacing(temp_dir, final_dir, version)
-    except BaseException:
-        shutil.rmtree(temp_dir, ignore_errors=True)
-        if not base_existed:
-            _remove_if_empty(base)
-        raise
+    final_dir = base / str(version)
     logger.info("Exported %s (%s) as version %d to %s (signatures: %s; parity max |difference| "
                 "%.3g)", run.path, run.task, version, final_dir,
                 ", ".join(task_export.signature_names), difference)
@@ -306,6 +291,23 @@ def _resolve_max_length(run: RunDirectory, model: Any, max_length: int | None) -
             f"model's max_position_embeddings). Received: max_length={max_length}"
         )
     return max_length
+
+
+@contextlib.contextmanager
+def _staged_version(base: Path, version: int) -> Iterator[Path]:
+    """A new temporary directory beside `base/<version>` that is renamed to it when the block
+    ends without an error. On any error (the rename's included) it is removed, and so is
+    `base` when this export created it."""
+    base_existed = base.exists()
+    temp_dir = _make_temp_dir(base, version)
+    try:
+        yield temp_dir
+        _rename_without_replacing(temp_dir, base / str(version), version)
+    except BaseException:
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        if not base_existed:
+            _remove_if_empty(base)
+        raise
 
 
 def _make_temp_dir(base: Path, version: int) -> Path:
