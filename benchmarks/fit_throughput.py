@@ -14,10 +14,18 @@ the same invocation; figures are reported as ratios to baseline A measured in th
   `model.compile(optimizer)`, `model.fit`.
 - `torch_trainer` (baseline B): `benchmarks/pytorch_trainer_baseline.py`, run in a separate
   virtualenv with the CPU torch wheel (created on first use, see `--torch-venv`).
-- `tfinetune`: `tfinetune.fit(FitConfig(...))` as shipped (length-grouped batches).
+- `tfinetune`: `tfinetune.fit(FitConfig(...))` as shipped (length-grouped batches, `LeanAdamW`).
+- `tfinetune_bf16`: the same with `precision="mixed_bfloat16"` (`fit --precision`).
+- `tfinetune_dense_adamw`: the same with Keras' `AdamW` instead of `LeanAdamW`: the optimizer
+  lever (the code shipped before `LeanAdamW`).
 - `tfinetune_random`: the same with random batches (`TRAIN_LENGTH_WINDOW = 0`): the padding lever.
 - `tfinetune_xla`: length-grouped batches padded to multiples of 8 and `jit_compile=True`: the
   XLA lever (a benchmark-only patch; shipped only if it wins).
+
+The default set leaves out `tfinetune_random` and `tfinetune_xla` (ablations measured earlier,
+see RESULTS.md); pass `--configs` to run them. `--seeds 42 43 44` repeats every configuration
+once per seed (dev accuracy is then reported as mean and spread over seeds, throughput as the
+median).
 
 A `matmul` probe measures the machine's fp32 matmul FLOP/s in the same run; the table reports the
 fraction of it each configuration's training reaches (6 x non-embedding parameters FLOPs per
@@ -49,7 +57,10 @@ ROOT = HERE.parent
 RESULTS_DIR = HERE / "results"
 TORCH_WHEEL = "/opt/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"
 TORCH_REQUIREMENTS = [TORCH_WHEEL, "transformers>=4.53,<4.55", "accelerate"]
-CONFIGS = ("hf_recipe", "torch_trainer", "tfinetune", "tfinetune_random", "tfinetune_xla")
+CONFIGS = ("hf_recipe", "torch_trainer", "tfinetune", "tfinetune_bf16", "tfinetune_dense_adamw",
+           "tfinetune_random", "tfinetune_xla")
+DEFAULT_CONFIGS = ("hf_recipe", "torch_trainer", "tfinetune", "tfinetune_bf16",
+                   "tfinetune_dense_adamw")
 BATCH_SIZE = 32
 MAX_LENGTH = 128
 LEARNING_RATE = 5e-5
@@ -168,7 +179,7 @@ def worker_hf_recipe(args) -> dict:
     texts, labels = read_sst2(args.data / "train.tsv", args.rows)
     dev_texts, dev_labels = read_sst2(args.data / "dev.tsv")
     source = model_dir()
-    tf_keras.utils.set_random_seed(SEED)
+    tf_keras.utils.set_random_seed(args.seed)
     tokenizer = AutoTokenizer.from_pretrained(source)
     model = TFAutoModelForSequenceClassification.from_pretrained(source, num_labels=2)
     encoded = tokenizer(texts, truncation=True, max_length=MAX_LENGTH)
@@ -183,7 +194,7 @@ def worker_hf_recipe(args) -> dict:
         """What `model.prepare_tf_dataset(..., collate_fn=collator, shuffle=True)` does."""
 
         def __init__(self):
-            self.rng = np.random.default_rng(SEED)
+            self.rng = np.random.default_rng(args.seed)
             self.order = self.rng.permutation(len(features))
 
         def __len__(self):
@@ -235,6 +246,13 @@ def worker_tfinetune(args, variant: str) -> dict:
 
     if variant == "tfinetune_random":
         tokenized_dataset.TRAIN_LENGTH_WINDOW = 0
+    if variant == "tfinetune_dense_adamw":
+        import tf_keras
+
+        from tfinetune import lean_adamw
+
+        lean_adamw.LeanAdamW = tf_keras.optimizers.AdamW
+    precision = "mixed_bfloat16" if variant == "tfinetune_bf16" else "float32"
     make_dataset = tokenized_dataset.make_dataset
     if variant == "tfinetune_xla":
         # Bounded shapes for XLA: lengths padded to multiples of 8 (16 lengths up to 128).
@@ -262,7 +280,8 @@ def worker_tfinetune(args, variant: str) -> dict:
                        text_column="sentence", label_column="label", epochs=args.epochs,
                        batch_size=BATCH_SIZE, max_length=MAX_LENGTH,
                        learning_rate=LEARNING_RATE, warmup_ratio=WARMUP_RATIO,
-                       weight_decay=WEIGHT_DECAY, seed=SEED)
+                       weight_decay=WEIGHT_DECAY, seed=args.seed,
+                       precision=precision)
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir())
@@ -279,7 +298,7 @@ def worker_tfinetune(args, variant: str) -> dict:
     features = tokenized_dataset.tokenize(tokenizer, texts, None, MAX_LENGTH)
     window = tokenized_dataset.TRAIN_LENGTH_WINDOW
     dataset = make_dataset(features, labels, batch_size=BATCH_SIZE,
-                           pad_token_id=tokenizer.pad_token_id or 0, shuffle=True, seed=SEED,
+                           pad_token_id=tokenizer.pad_token_id or 0, shuffle=True, seed=args.seed,
                            length_window=window,
                            length_granularity=tokenized_dataset.TRAIN_LENGTH_GRANULARITY)
     padded = 0
@@ -317,21 +336,21 @@ def ensure_torch_venv(venv: Path) -> Path:
     return python
 
 
-def run_worker(config: str, args) -> dict:
+def run_worker(config: str, args, seed: int = SEED) -> dict:
     out = Path(tempfile.mkstemp(prefix=f"fit_{config}-", suffix=".json")[1])
     common = ["--data", str(args.data), "--rows", str(args.rows), "--epochs", str(args.epochs),
-              "--json-out", str(out)]
+              "--seed", str(seed), "--json-out", str(out)]
     if config == "torch_trainer":
         command = [str(ensure_torch_venv(args.torch_venv)),
                    str(HERE / "pytorch_trainer_baseline.py"), "--model", model_dir(),
                    "--batch-size", str(BATCH_SIZE), "--max-length", str(MAX_LENGTH),
                    "--learning-rate", str(LEARNING_RATE), "--warmup-ratio", str(WARMUP_RATIO),
-                   "--weight-decay", str(WEIGHT_DECAY), "--seed", str(SEED), *common]
+                   "--weight-decay", str(WEIGHT_DECAY), *common]
     else:
         command = [sys.executable, __file__, "--worker", config, *common]
     load_before = os.getloadavg()
     started = time.perf_counter()
-    print(f"[{datetime.datetime.now(datetime.timezone.utc):%H:%M:%S}] {config} ...",
+    print(f"[{datetime.datetime.now(datetime.timezone.utc):%H:%M:%S}] {config} seed {seed} ...",
           file=sys.stderr, flush=True)
     env = dict(os.environ)
     if config == "torch_trainer":
@@ -383,27 +402,53 @@ def machine() -> dict:
 
 def throughput(args) -> dict:
     results = {"matmul": run_worker("matmul", args)}
+    runs = {config: [] for config in args.configs}
+    for seed in args.seeds:  # seeds outermost: drifting machine load spreads over configurations
+        for config in args.configs:
+            runs[config].append({"seed": seed, **run_worker(config, args, seed)})
     for config in args.configs:
-        results[config] = run_worker(config, args)
+        results[config] = summarise(runs[config])
     peak = results["matmul"]["matmul_gflops"] * 1e9
-    base = results.get("hf_recipe", {}).get("examples_per_s")
+    base_a = results.get("hf_recipe", {}).get("examples_per_s")
+    base_b = results.get("torch_trainer", {}).get("examples_per_s")
     print(f"\nall-MiniLM-L6-v2, SST-2 first {args.rows} rows, batch {BATCH_SIZE}, "
-          f"max length {MAX_LENGTH}, epoch {args.epochs} of {args.epochs}; "
+          f"max length {MAX_LENGTH}, epoch {args.epochs} of {args.epochs}, seeds {args.seeds}; "
           f"matmul peak {peak / 1e9:.1f} GFLOP/s")
-    header = ("config", "ex/s", "x A", "real tok/s", "padded tok/s", "padding", "% peak",
-              "dev acc", "RSS MB")
+    header = ("config", "ex/s", "x A", "x B", "real tok/s", "padded tok/s", "padding",
+              "% peak", "dev acc (mean +- sd)", "RSS MB")
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for config in args.configs:
         r = results[config]
-        r["ratio_to_hf_recipe"] = r["examples_per_s"] / base if base else None
+        r["ratio_to_hf_recipe"] = r["examples_per_s"] / base_a if base_a else None
+        r["ratio_to_torch_trainer"] = r["examples_per_s"] / base_b if base_b else None
         r["fraction_of_matmul_peak"] = (r["padded_tokens_per_s"]
                                         * r["train_flops_per_padded_token"] / peak)
-        ratio = f"{r['ratio_to_hf_recipe']:.2f}" if base else "-"
-        print(f"| {config} | {r['examples_per_s']:.1f} | {ratio} | "
+        ratio_a = f"{r['ratio_to_hf_recipe']:.2f}" if base_a else "-"
+        ratio_b = f"{r['ratio_to_torch_trainer']:.2f}" if base_b else "-"
+        print(f"| {config} | {r['examples_per_s']:.1f} | {ratio_a} | {ratio_b} | "
               f"{r['real_tokens_per_s']:.0f} | {r['padded_tokens_per_s']:.0f} | "
               f"{r['padding_factor']:.2f} | {100 * r['fraction_of_matmul_peak']:.0f} | "
-              f"{r['dev_accuracy']:.4f} | {r['peak_rss_mb']:.0f} |")
+              f"{100 * r['dev_accuracy']:.2f} +- {100 * r['dev_accuracy_sd']:.2f} | "
+              f"{r['peak_rss_mb']:.0f} |")
     return results
+
+
+def summarise(runs: list[dict]) -> dict:
+    """One configuration over seeds: the median-throughput run's figures, the mean accuracy."""
+    import statistics
+
+    ordered = sorted(runs, key=lambda run: run["examples_per_s"])
+    summary = dict(ordered[len(ordered) // 2])
+    accuracies = [run["dev_accuracy"] for run in runs]
+    summary.update({
+        "examples_per_s": statistics.median(run["examples_per_s"] for run in runs),
+        "dev_accuracy": statistics.fmean(accuracies),
+        "dev_accuracy_sd": statistics.stdev(accuracies) if len(runs) > 1 else 0.0,
+        "dev_accuracies": accuracies,
+        "peak_rss_mb": max(run["peak_rss_mb"] for run in runs),
+        "runs": runs,
+    })
+    return summary
 
 
 def quality(args) -> dict:
@@ -447,7 +492,10 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=None,
                         help="training rows (default 2048 throughput, 8000 quality)")
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--configs", nargs="+", choices=CONFIGS, default=list(CONFIGS))
+    parser.add_argument("--configs", nargs="+", choices=CONFIGS, default=list(DEFAULT_CONFIGS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[SEED],
+                        help="run every configuration once per seed (default: 42)")
+    parser.add_argument("--seed", type=int, default=SEED, help=argparse.SUPPRESS)
     parser.add_argument("--torch-venv", type=Path,
                         default=Path(tempfile.gettempdir()) / "tfinetune-bench-torch-venv",
                         help="virtualenv of the PyTorch baseline (created when missing)")
@@ -474,7 +522,7 @@ def main() -> None:
               "settings": {"rows": args.rows, "epochs": args.epochs, "batch_size": BATCH_SIZE,
                            "max_length": MAX_LENGTH, "learning_rate": LEARNING_RATE,
                            "warmup_ratio": WARMUP_RATIO, "weight_decay": WEIGHT_DECAY,
-                           "seed": SEED, "data": str(args.data)},
+                           "seeds": args.seeds, "data": str(args.data)},
               "results": results}
     RESULTS_DIR.mkdir(exist_ok=True)
     now = datetime.datetime.now(datetime.timezone.utc)

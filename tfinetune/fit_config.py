@@ -19,6 +19,7 @@ from tfinetune.problem_type import PROBLEM_TYPES
 logger = logging.getLogger(__name__)
 
 SCHEDULES = ("linear", "cosine", "polynomial", "exponential", "constant")
+PRECISIONS = ("float32", "mixed_bfloat16")
 TASKS = ("text-classification", "token-classification", "question-answering", "seq2seq")
 #: `max_length` when none is given, per task (source tokens for seq2seq).
 DEFAULT_MAX_LENGTH = {"text-classification": 128, "token-classification": 128,
@@ -69,6 +70,9 @@ class FitConfig:
         weight_decay: Decoupled (AdamW) weight decay, not applied to biases and LayerNorm.
         max_grad_norm: Global gradient-norm clipping; 0 disables clipping.
         seed: Seed for initialisation, shuffling and dropout.
+        precision: "float32", or "mixed_bfloat16" to compute in bfloat16 with float32 weights
+            (Keras mixed precision): about 1.4x faster on CPUs with AVX512-BF16 or AMX (and
+            GPUs/TPUs), much slower on CPUs without them. Saved weights are float32 either way.
         save_steps: Back up the training state every this many steps (and at each epoch end),
             so that re-running the same command resumes after a crash.
         overwrite_output_dir: Replace a finished run in `output_dir` instead of refusing.
@@ -122,6 +126,7 @@ class FitConfig:
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0
     seed: int = 42
+    precision: str = "float32"
     save_steps: int = 500
     overwrite_output_dir: bool = False
     freeze_backbone: bool = False
@@ -221,6 +226,10 @@ class FitConfig:
                 "Use either freeze_backbone (freeze the whole encoder) or freeze_layers N "
                 f"(freeze the embeddings and the first N layers). Received: "
                 f"freeze_backbone=True, freeze_layers={self.freeze_layers}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(
+                f"Unknown precision. Expected one of {list(PRECISIONS)}. "
+                f"Received: precision={self.precision!r}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(
                 f"Unknown learning-rate schedule. Expected one of {list(SCHEDULES)}. "

@@ -76,10 +76,21 @@ def fit(config: FitConfig, *, callbacks: Sequence = ()) -> FitResult:
     logger.info("Training %s on %d rows%s", config.task, task.train_rows,
                 f", {len(labels)} labels: {labels}" if labels else "")
 
+    from tfinetune.precision_policy import precision_policy
+
+    with precision_policy(config.precision):
+        return _train(config, task, output_dir, resuming, callbacks)
+
+
+def _train(config: FitConfig, task, output_dir: Path, resuming: bool,
+           callbacks: Sequence) -> FitResult:
+    """Loads the model and trains it (inside `fit`'s precision policy)."""
+    labels = task.label_names
     tokenizer, model = task.load_model()
 
     import tf_keras
 
+    from tfinetune.lean_adamw import LeanAdamW
     from tfinetune.resumable_backup import ResumableBackup
     from tfinetune.training_recorder import TrainingRecorder
     from tfinetune.validation_metrics_callback import ValidationMetricsCallback
@@ -95,7 +106,7 @@ def fit(config: FitConfig, *, callbacks: Sequence = ()) -> FitResult:
     schedule = WarmupDecaySchedule(config.learning_rate, total_steps=total_steps,
                                    warmup_steps=warmup_steps, decay=config.schedule,
                                    power=config.poly_power)
-    optimizer = tf_keras.optimizers.AdamW(
+    optimizer = LeanAdamW(
         learning_rate=schedule, weight_decay=config.weight_decay, beta_1=0.9, beta_2=0.999,
         epsilon=1e-8, global_clipnorm=config.max_grad_norm or None)
     optimizer.exclude_from_weight_decay(var_names=list(NO_DECAY))

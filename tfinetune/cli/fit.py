@@ -9,6 +9,7 @@ import click
 
 from tfinetune.cli.quiet_import import import_tensorflow_quietly
 from tfinetune.errors import TfinetuneError
+from tfinetune.fit_config import PRECISIONS
 from tfinetune.fit_config import SCHEDULES
 from tfinetune.fit_config import TASKS
 from tfinetune.fit_config import FitConfig
@@ -58,6 +59,9 @@ SCHEDULE_CHOICES = list(SCHEDULES) + ["constant_with_warmup"]
 @click.option("--max-grad-norm", type=float,
               help="Global gradient-norm clipping, 0 to disable. [default: 1.0]")
 @click.option("--seed", type=int, help="Random seed. [default: 42]")
+@click.option("--precision", type=click.Choice(PRECISIONS),
+              help="mixed_bfloat16 computes in bfloat16 with float32 weights: faster on CPUs "
+                   "with AVX512-BF16/AMX, slower on others. [default: float32]")
 @click.option("--save-steps", type=int,
               help="Back up the training state every N steps (and every epoch) so that "
                    "re-running the command resumes. [default: 500]")

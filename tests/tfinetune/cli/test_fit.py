@@ -118,6 +118,20 @@ def test_bad_option_value_is_a_clear_error(tmp_path, data):
     assert not (tmp_path / "run").exists()
 
 
+def test_precision_choices_and_config_file(tmp_path, data):
+    result = run("fit", "--train", data["train"], "--output-dir", tmp_path / "run",
+                 "--precision", "float16")
+    assert result.exit_code == 2
+    assert "'float16' is not one of 'float32', 'mixed_bfloat16'" in result.output
+    config = tmp_path / "fit.yaml"
+    config.write_text(f"train: {data['train']}\noutput_dir: {tmp_path / 'run'}\n"
+                      "precision: bfloat16\n")
+    result = run("fit", "--config", config)
+    assert result.exit_code == 1
+    assert "Received: precision='bfloat16'" in result.output
+    assert not (tmp_path / "run").exists()
+
+
 def test_integer_labels_from_jsonl_keep_numeric_order(tmp_path, tiny_model_dir):
     rows = [{"text": row["text"], "label": 10 if row["label"] == "positive" else 2}
             for row in synthetic_sentiment_rows(32, seed=8)]
