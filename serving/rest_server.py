@@ -164,11 +164,14 @@ class RestServer:
             (`--rest_api_enable_cors_support`).
         metrics_path: URL path of the Prometheus page, or None for no page.
         metrics: Whose page to serve; default `Metrics.default()`.
+        max_in_flight: Most requests running or waiting for a slot; past it a request is
+            answered 429 at once (`--max_in_flight_requests`). 0: no limit.
     """
 
     def __init__(self, handler: RestApiHandler, *, host: str = "127.0.0.1", port: int = 0,
                  num_threads: int = 4, enable_cors: bool = False,
-                 metrics_path: str | None = None, metrics: Metrics | None = None) -> None:
+                 metrics_path: str | None = None, metrics: Metrics | None = None,
+                 max_in_flight: int = 0) -> None:
         if num_threads < 1:
             raise ValueError(f"num_threads must be >= 1. Received: num_threads={num_threads}")
         self._handler = handler
@@ -182,6 +185,7 @@ class RestServer:
         self._thread: threading.Thread | None = None
         self._connections: set[socket.socket] = set()
         self._in_flight = 0
+        self._max_in_flight = max_in_flight
         self._idle = threading.Condition()
         self.stopping = False
 
@@ -206,7 +210,8 @@ class RestServer:
         return cls(handler, host=options.host, port=port,
                    num_threads=options.rest_api_num_threads or 4 * (os.cpu_count() or 1),
                    enable_cors=options.rest_api_enable_cors_support,
-                   metrics_path=metrics_path)
+                   metrics_path=metrics_path,
+                   max_in_flight=options.max_in_flight_requests)
 
     @property
     def port(self) -> int:
@@ -274,6 +279,11 @@ class RestServer:
             return 400, error_body("Origin header is missing in CORS preflight"), (
                 JSON_CONTENT_TYPE)
         with self._idle:
+            if self._max_in_flight and self._in_flight >= self._max_in_flight:
+                return 429, error_body(
+                    f"Too many requests in flight: the server holds at most "
+                    f"{self._max_in_flight} at once (--max_in_flight_requests); retry later."), (
+                    JSON_CONTENT_TYPE)
             self._in_flight += 1
         try:
             with self._slots:

@@ -10,6 +10,9 @@ from typing import Optional
 INT32_MAX = 2**31 - 1
 # rest_api_port value asking for REST on a free port (0 means "no REST", as in TF Serving).
 ANY_FREE_PORT = -1
+# Requests held at once per transport: room for a 64-client closed-loop load plus health and
+# status calls; each held request costs its message and (once running) a worker thread.
+DEFAULT_MAX_IN_FLIGHT_REQUESTS = 128
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,6 +25,10 @@ class ServerOptions:
         grpc_socket_path: Also listen on this UNIX socket.
         grpc_max_threads: gRPC worker threads (default 4 x CPUs).
         grpc_max_message_bytes: Largest gRPC message sent or received (TF Serving: INT32_MAX).
+        max_in_flight_requests: Most requests held at once per transport (gRPC: every RPC,
+            running or waiting for a worker thread; REST: requests running or waiting for a
+            slot). Past it a new request is refused at once with RESOURCE_EXHAUSTED (HTTP
+            429) instead of queueing without bound. 0: no limit (TF Serving has none).
         rest_api_port: HTTP/REST port; 0 (TF Serving's default) disables REST. Must differ from
             `port`. `ANY_FREE_PORT` (-1, Python API only: the CLI takes 0-65535 like TF
             Serving) serves REST on a free port, read back from `Server.rest_port`.
@@ -55,6 +62,7 @@ class ServerOptions:
     grpc_socket_path: Optional[str] = None
     grpc_max_threads: Optional[int] = None
     grpc_max_message_bytes: int = INT32_MAX
+    max_in_flight_requests: int = DEFAULT_MAX_IN_FLIGHT_REQUESTS
     rest_api_port: int = 0
     rest_api_num_threads: Optional[int] = None
     rest_api_timeout_in_ms: int = 30000
@@ -92,6 +100,9 @@ class ServerOptions:
         if self.grpc_max_message_bytes < 1:
             raise ValueError("grpc_max_message_bytes must be positive. "
                              f"Received: {self.grpc_max_message_bytes}")
+        if self.max_in_flight_requests < 0:
+            raise ValueError("max_in_flight_requests must be >= 0 (0: no limit). "
+                             f"Received: {self.max_in_flight_requests}")
         if self.max_num_load_retries < 0:
             raise ValueError("max_num_load_retries must be >= 0. "
                              f"Received: {self.max_num_load_retries}")
