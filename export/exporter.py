@@ -11,6 +11,7 @@ import os
 import re
 import secrets
 import shutil
+import socket
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,8 @@ EXPORT_CONFIG_FILE = "export_config.json"
 TOKENIZER_DIR = "tokenizer"
 TEMP_PREFIX = ".tmp-export-"
 _VERSION_NAME = re.compile(r"[0-9]+")
+_TEMP_NAME = re.compile(
+    re.escape(TEMP_PREFIX) + r"[0-9]+-(?P<host>.+)-(?P<pid>[0-9]+)-[0-9a-f]{8}")
 
 
 def export_model(
@@ -61,9 +64,11 @@ def export_model(
     with the same version handling, atomic write and parity check.
 
     Writes `base_path/<version>/` the way TF Serving expects: the SavedModel is written to a
-    temporary directory beside it (`base_path/.tmp-export-<version>-<random>`, a name TF Serving
-    ignores), checked, then renamed, so a server polling `base_path` never sees a half-written
-    version. On any failure the temporary directory is removed and `base_path` is left as it was.
+    temporary directory beside it (`base_path/.tmp-export-<version>-<host>-<pid>-<random>`, a
+    name TF Serving ignores), checked, then renamed, so a server polling `base_path` never sees a
+    half-written version. On any failure the temporary directory is removed and `base_path` is
+    left as it was; when the process is killed before it can clean up, the next export into
+    `base_path` removes the leftover (see `remove_leftovers`).
 
     Signatures: `serving_default` (`text` [, `text_pair`] strings → `probabilities`, `label_id`,
     `label`, `classes`), `tokens` (`input_ids`, `attention_mask`, `token_type_ids` →
@@ -318,13 +323,60 @@ def _make_temp_dir(base: Path, version: int) -> Path:
             f"Cannot create the base path. Expected a writable directory. Received: "
             f"base_path='{base}' ({error})"
         ) from error
+    remove_leftovers(base)
     while True:
-        temp_dir = base / f"{TEMP_PREFIX}{version}-{secrets.token_hex(4)}"
+        temp_dir = base / (f"{TEMP_PREFIX}{version}-{_host_name()}-{os.getpid()}-"
+                           f"{secrets.token_hex(4)}")
         try:
             temp_dir.mkdir()  # honours the umask, unlike tempfile.mkdtemp's 0o700
         except FileExistsError:
             continue
         return temp_dir
+
+
+def remove_leftovers(base: Path) -> list[Path]:
+    """Removes the temporary directories of exports that died before their rename (killed,
+    or the machine went down): `.tmp-export-<version>-<host>-<pid>-<random>` written on this
+    host (same host name) by a process that no longer runs. Those of running exports are left
+    alone, and so are those of other hosts sharing the directory and names without a pid
+    (written before pids were added; remove them by hand once no export runs).
+
+    Returns:
+        The directories removed.
+    """
+    removed = []
+    try:
+        entries = list(os.scandir(base))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMP_NAME.fullmatch(entry.name)
+        if (match is None or match.group("host") != _host_name()
+                or _process_running(int(match.group("pid")))):
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        if not os.path.lexists(entry.path):
+            logger.warning("Removed %s, left by an export (pid %s) that did not finish",
+                           entry.path, match.group("pid"))
+            removed.append(Path(entry.path))
+    return removed
+
+
+def _host_name() -> str:
+    """This machine's name as it appears in temporary directory names (no `/`)."""
+    return (socket.gethostname() or "localhost").replace("/", "_")
+
+
+def _process_running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. PermissionError: it exists, owned by someone else
+        return True
+    return True
 
 
 def _remove_if_empty(directory: Path) -> None:
