@@ -81,7 +81,8 @@ def score(port: int, source: Path, output: Path, batch_size: int, concurrency: i
     command = [sys.executable, "-m", "tfinetune.cli.main", "score", str(source),
                "--server", f"127.0.0.1:{port}", "--model-name", MODEL_NAME,
                "--text-column", "sentence", "--label-column", "label", "-o", str(output),
-               "--batch-size", str(batch_size), "--concurrency", str(concurrency), *flags]
+               "--batch-size", str(batch_size), "--concurrency", str(concurrency),
+               "--overwrite", *flags]  # each run replaces the previous run's output
     with tempfile.TemporaryFile("w+") as err, tempfile.TemporaryFile("w+") as out:
         began = time.perf_counter()
         process = subprocess.Popen(command, stdout=out, stderr=err)

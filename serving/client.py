@@ -18,6 +18,7 @@ The client needs no flag for the type: it reads it from the outputs the model re
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from typing import Sequence
@@ -49,6 +50,10 @@ _OUTPUTS = {
 _MAX_MESSAGE_LENGTH = -1  # unlimited: the default 4 MB receive limit breaks big batches
 _BACKOFF_SECONDS = 0.1
 _MAX_BACKOFF_SECONDS = 5.0
+#: Codes of failures that say nothing about the request (the server is down or restarting,
+#: overloaded, or too slow this time): worth retrying after a pause, e.g. in bulk scoring.
+TRANSIENT_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
+                   grpc.StatusCode.RESOURCE_EXHAUSTED)
 
 
 def _string_tensor(values: Sequence[str]) -> tensor_pb2.TensorProto:
@@ -89,8 +94,11 @@ class Client:
         signature_name: The signature to call.
         version: A specific version; None asks for the latest available one.
         timeout: Deadline of each call, in seconds.
-        retries: How many times a call failing with UNAVAILABLE is retried (exponential
-            backoff from 0.1 s).
+        retries: How many times a call failing with one of `retry_codes` is retried
+            (exponential backoff from 0.1 s, at most 5 s, with jitter).
+        retry_codes: The status codes worth a retry; default: UNAVAILABLE only.
+            `TRANSIENT_CODES` adds DEADLINE_EXCEEDED and RESOURCE_EXHAUSTED (an overloaded
+            server's answer), as `tfinetune score` does.
         tls: Use TLS (`grpc.ssl_channel_credentials`).
         root_certificates: PEM root certificates for TLS (implies `tls`); None uses the
             system roots.
@@ -103,7 +111,9 @@ class Client:
                  signature_name: str = "serving_default", version: int | None = None,
                  timeout: float = 30.0, retries: int = 3, tls: bool = False,
                  root_certificates: bytes | None = None, private_key: bytes | None = None,
-                 certificate_chain: bytes | None = None) -> None:
+                 certificate_chain: bytes | None = None,
+                 retry_codes: Sequence[grpc.StatusCode] = (grpc.StatusCode.UNAVAILABLE,)
+                 ) -> None:
         if (private_key is None) != (certificate_chain is None):
             raise ValueError(
                 "A client certificate needs both its private key and its certificate chain. "
@@ -115,6 +125,7 @@ class Client:
         self.version = version
         self.timeout = timeout
         self.retries = retries
+        self.retry_codes = frozenset(retry_codes)
         options = [("grpc.max_receive_message_length", _MAX_MESSAGE_LENGTH),
                    ("grpc.max_send_message_length", _MAX_MESSAGE_LENGTH)]
         if tls or root_certificates is not None or private_key is not None:
@@ -255,17 +266,20 @@ class Client:
         return signatures.signature_def[self.signature_name]
 
     def _call(self, method: str, function, request):
-        """Calls with a deadline; retries UNAVAILABLE with exponential backoff."""
+        """Calls with a deadline; retries `retry_codes` with exponential backoff (each wait
+        drawn between half and all of 0.1 s x 2^attempt, capped at 5 s, so that many clients
+        turned away at once do not come back at once)."""
         for attempt in range(self.retries + 1):
             try:
                 return function(request, timeout=self.timeout)
             except grpc.RpcError as error:
                 code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
                 details = (error.details() if hasattr(error, "details") else None) or str(error)
-                if code == grpc.StatusCode.UNAVAILABLE and attempt < self.retries:
+                if code in self.retry_codes and attempt < self.retries:
                     delay = min(_BACKOFF_SECONDS * 2**attempt, _MAX_BACKOFF_SECONDS)
-                    logger.warning("%s on %s is unavailable (%s); retrying in %.1f s", method,
-                                   self.target, details, delay)
+                    delay *= random.uniform(0.5, 1.0)
+                    logger.warning("%s on %s failed with %s (%s); retrying in %.2f s", method,
+                                   self.target, code.name, details, delay)
                     time.sleep(delay)
                     continue
                 if code == grpc.StatusCode.DEADLINE_EXCEEDED:

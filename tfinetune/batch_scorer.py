@@ -25,10 +25,20 @@ written strictly in input order with every input column, then, by the model's pr
 
 and `error`. A predicted column whose name the input already has is prefixed `predicted_`.
 
-A request that fails is retried by the client (UNAVAILABLE); if it still fails the rows are
-written with `error` set ("CODE: message"), never dropped. When a batch fails with a code
-that one bad row can cause (INVALID_ARGUMENT, RESOURCE_EXHAUSTED, INTERNAL) it is split in
-halves and re-sent, so only the rows that fail on their own get an error.
+A request that fails with a transient error is retried by the client (`serving.Client` with
+`retry_codes=TRANSIENT_CODES`: UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, with
+exponential backoff). If it still fails the rows are written with `error` set ("CODE:
+message"), never dropped. When a batch fails with a code that one bad row can cause
+(INVALID_ARGUMENT, RESOURCE_EXHAUSTED, INTERNAL) it is split in halves and re-sent, so only the
+rows that fail on their own get an error. UNAVAILABLE after the retries means the server is
+gone, not that the rows are bad: the run stops (`ScoringError`) instead of failing every
+remaining row.
+
+Interrupted runs resume. Rows are written in input order to `OUTPUT.partial` (see
+`TableWriter`), which is kept when the run stops or is killed; with `config.resume` the next
+run keeps its complete rows, checks that their input columns match the input's first rows,
+counts them into the metrics and sends only the rows after them. Without `resume` (or
+`overwrite`) an existing output or partial output is refused.
 
 With `label_column`, metrics are computed as rows are written: a confusion matrix
 (single-label) or per-label counts (multi-label) in constant memory; regression keeps the true
@@ -46,6 +56,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from array import array
 from collections import deque
@@ -55,6 +66,7 @@ from typing import Any, Protocol
 
 from tfinetune.classification_metrics import ClassificationMetrics
 from tfinetune.errors import ConfigError
+from tfinetune.errors import DataError
 from tfinetune.errors import ScoringError
 from tfinetune.label_set import label_name
 from tfinetune.multi_label_metrics import MultiLabelMetrics
@@ -63,6 +75,7 @@ from tfinetune.score_config import ScoreConfig
 from tfinetune.score_result import ScoreResult
 from tfinetune.table_reader import TableReader
 from tfinetune.table_row import TableRow
+from tfinetune.table_writer import PARTIAL_SUFFIX
 from tfinetune.table_writer import TableWriter
 from tfinetune.text_classification_examples import parse_label_list
 from tfinetune.text_classification_examples import parse_number
@@ -97,6 +110,8 @@ DEFAULT_TEXT_COLUMNS = {QUESTION_ANSWERING: ("question", "context")}
 ERROR_COLUMN = "error"
 # Status codes a single bad row can cause: the batch is split to isolate it.
 SPLIT_ON_CODES = frozenset({"INVALID_ARGUMENT", "RESOURCE_EXHAUSTED", "INTERNAL"})
+# The status code of a server that is down: the run stops (to be resumed) instead.
+STOP_ON_CODE = "UNAVAILABLE"
 _UNKNOWN_LABEL_EXAMPLES = 5
 
 # Per row: the prediction, or the error message of a row that could not be scored.
@@ -119,10 +134,14 @@ class BatchScorer:
 
     Raises:
         DataError: The input file is missing, empty, unreadable or lacks a named column.
+        ConfigError: The output (or the partial output of an interrupted run) exists and
+            neither `resume` nor `overwrite` is set.
     """
 
     def __init__(self, config: ScoreConfig) -> None:
         self.config = config
+        self.partial_path = config.output.with_name(config.output.name + PARTIAL_SUFFIX)
+        self._check_existing_output()
         self.reader = TableReader(config.input)
         self.reader.require_columns(
             [config.text_column, config.text_pair_column, config.label_column])
@@ -144,7 +163,8 @@ class BatchScorer:
         """Scores the input through `client` and writes the output file.
 
         The output appears only when every row is written (see `TableWriter`); failed rows
-        are in it with `error` set.
+        are in it with `error` set. Until then rows go to `OUTPUT.partial`, kept when the run
+        stops; with `config.resume` its rows are taken over (see the module docstring).
 
         Args:
             client: A connected prediction client (e.g. `serving.Client`).
@@ -152,9 +172,11 @@ class BatchScorer:
 
         Raises:
             ScoringError: The model's label names cannot be fetched (server down, unknown
-                model): nothing is written.
+                model): nothing is written. Or the server became unavailable during the run:
+                the rows written so far are kept in `OUTPUT.partial` for `resume`.
             ConfigError: Input columns clash with the score columns.
-            DataError: The input has a bad row or the output cannot be written.
+            DataError: The input has a bad row or the output cannot be written, or (resume)
+                the partial output does not match the input or the model's columns.
         """
         config = self.config
         started = time.monotonic()
@@ -168,19 +190,108 @@ class BatchScorer:
             config.input, config.model_name, config.server, config.batch_size,
             config.concurrency,
         )
-        with TableWriter(config.output, columns.all) as writer, ThreadPoolExecutor(
-            max_workers=config.concurrency, thread_name_prefix="tfinetune-score"
-        ) as pool:
-            score_rows = (self._score_length_sorted if config.sort_by_length
-                          else self._score_in_order)
-            score_rows(pool, client, labels, problem_type, writer, columns, counts, progress)
+        writer = TableWriter(config.output, columns.all, keep_partial=True,
+                             resume=config.resume)
+        if (config.resume and config.output.exists()
+                and not os.path.lexists(self.partial_path)):
+            return self._check_complete_output(writer, columns, counts, labels, started,
+                                               progress)
+        try:
+            with writer, ThreadPoolExecutor(
+                max_workers=config.concurrency, thread_name_prefix="tfinetune-score"
+            ) as pool:
+                rows = iter(self.reader)
+                if writer.resumed_rows:
+                    self._take_over(writer.stored_rows(), rows, writer, columns, counts,
+                                    self.partial_path)
+                    logger.info("Resuming %s: the %d rows already in %s are kept and not sent "
+                                "again; scoring from input row %d", config.output, counts.rows,
+                                self.partial_path, counts.rows + 1)
+                    if progress is not None:
+                        progress(counts.rows)
+                score_rows = (self._score_length_sorted if config.sort_by_length
+                              else self._score_in_order)
+                score_rows(pool, rows, client, labels, problem_type, writer, columns, counts,
+                           progress)
+        except _ServerUnavailable as error:
+            raise ScoringError(
+                f"The server at {config.server} became unavailable during the run: {error}. "
+                f"Expected a running model server serving model {config.model_name!r}. The "
+                f"{counts.rows} rows written so far are kept in {self.partial_path}: run the "
+                f"same command with --resume once the server is back to score the rest."
+            ) from None
         seconds = time.monotonic() - started
-        result = counts.result(config.output, labels, seconds)
+        result = counts.result(config.output, labels, seconds, resumed=writer.resumed_rows)
         logger.info(
-            "Scored %d rows (%d failed) in %.1f s into %s",
-            result.rows, result.failed, seconds, config.output,
+            "Scored %d rows (%d failed, %d resumed) in %.1f s into %s",
+            result.rows, result.failed, result.resumed, seconds, config.output,
         )
         return result
+
+    # ---------------------------------------------------------------------------- resuming
+
+    def _check_existing_output(self) -> None:
+        config = self.config
+        if config.resume or config.overwrite:
+            return
+        if os.path.lexists(self.partial_path):
+            raise ConfigError(
+                f"An interrupted run left {self.partial_path}. Expected --resume to continue "
+                "it (its rows are kept and not sent again) or --overwrite to start afresh. "
+                f"Received: neither, for output {config.output}")
+        if os.path.lexists(config.output):
+            raise ConfigError(
+                f"The output {config.output} already exists. Expected --overwrite to replace "
+                "it, --resume to check and keep it, or another --output path. Received: "
+                "neither")
+
+    def _take_over(self, stored_rows: Iterable[dict], rows: Iterator[TableRow],
+                   writer: TableWriter, columns: "_Columns", counts: "_Counts",
+                   source: os.PathLike) -> None:
+        """Counts the rows of an earlier run, checking each against the next input row."""
+        form = writer.stored_form
+        for number, stored in enumerate(stored_rows, start=1):
+            row = next(rows, None)
+            if row is None:
+                raise DataError(
+                    f"Cannot resume from {source}: it has more rows than the input "
+                    f"{self.config.input} ({number - 1}). Expected the output of this input; "
+                    "use --overwrite to start afresh.")
+            for name in columns.inputs:
+                if form(stored.get(name)) != form(row.values.get(name)):
+                    raise DataError(
+                        f"Cannot resume from {source}: its row {number} does not match "
+                        f"{row.location} of the input: column {name!r} is "
+                        f"{_short(stored.get(name))} there and {_short(row.values.get(name))} "
+                        "in the input. Expected the output of this input; use --overwrite to "
+                        "start afresh.")
+            try:
+                outcome = columns.stored_outcome(stored, writer.format)
+            except (KeyError, TypeError, ValueError) as error:
+                raise DataError(
+                    f"Cannot resume from {source}: its row {number} has no valid prediction "
+                    f"({type(error).__name__}: {error}). Expected a scored row or an error.") \
+                    from None
+            counts.add(row, outcome)
+
+    def _check_complete_output(self, writer: TableWriter, columns: "_Columns",
+                               counts: "_Counts", labels: list[str], started: float,
+                               progress: Callable[[int], None] | None) -> ScoreResult:
+        """`resume` with a finished output: checks it against the input, sends nothing."""
+        config = self.config
+        rows = iter(self.reader)
+        self._take_over(writer.output_rows(), rows, writer, columns, counts, config.output)
+        if next(rows, None) is not None:
+            raise DataError(
+                f"Cannot resume from {config.output}: it is complete with {counts.rows} rows "
+                f"but the input {config.input} has more. Expected the output of this input; "
+                "use --overwrite to start afresh.")
+        if progress is not None:
+            progress(counts.rows)
+        logger.info("%s is already complete (%d rows): nothing to send", config.output,
+                    counts.rows)
+        return counts.result(config.output, labels, time.monotonic() - started,
+                             resumed=counts.rows)
 
     # -------------------------------------------------------------------------- before rows
 
@@ -302,13 +413,13 @@ class BatchScorer:
 
     # ------------------------------------------------------------------- main thread
 
-    def _score_in_order(self, pool, client, labels, problem_type, writer, columns, counts,
-                        progress) -> None:
+    def _score_in_order(self, pool, input_rows, client, labels, problem_type, writer, columns,
+                        counts, progress) -> None:
         """Requests of consecutive rows, a sliding window of `concurrency` in flight."""
         config = self.config
         window: deque[tuple[list[TableRow], Future]] = deque()
         try:
-            for rows in _batches(self.reader, config.batch_size):
+            for rows in _batches(input_rows, config.batch_size):
                 window.append((rows, pool.submit(self._score_batch, client, rows, labels,
                                                  problem_type)))
                 if len(window) >= config.concurrency:
@@ -324,14 +435,14 @@ class BatchScorer:
                 future.cancel()
             raise
 
-    def _score_length_sorted(self, pool, client, labels, problem_type, writer, columns,
-                             counts, progress) -> None:
+    def _score_length_sorted(self, pool, input_rows, client, labels, problem_type, writer,
+                             columns, counts, progress) -> None:
         """Chunks of `concurrency` requests' worth of rows, each sent as requests of rows of
         similar text length (less padding in the model's batch), written in input order."""
         config = self.config
         pending: list[tuple[list[int], Future]] = []
         try:
-            for chunk in _batches(self.reader, config.batch_size * config.concurrency):
+            for chunk in _batches(input_rows, config.batch_size * config.concurrency):
                 pending = [
                     (positions, pool.submit(self._score_batch, client,
                                             [chunk[i] for i in positions], labels,
@@ -376,6 +487,8 @@ class BatchScorer:
         for positions, future in pending:
             try:
                 results = future.result()
+            except _ServerUnavailable:
+                raise
             except Exception as error:  # noqa: BLE001  (a bug in a worker must not drop rows)
                 logger.exception("Scoring a batch failed unexpectedly")
                 results = [_describe(error)] * len(positions)
@@ -424,6 +537,24 @@ class _Columns:
             values[column] = scores[name]
         return values
 
+    def stored_outcome(self, stored: dict[str, Any], table_format: str) -> _Outcome:
+        """The error or prediction of a row read back from an earlier run's output (the
+        inverse of `predicted_values`, as far as the metrics need it)."""
+        error = _stored_error(stored)
+        if error is not None:
+            return error
+        if self.problem_type == REGRESSION:
+            return _StoredPrediction(value=float(stored[self.label]))
+        scores = {name: float(stored[column]) for name, column in self.probabilities.items()}
+        if self.problem_type == MULTI_LABEL:
+            labels = stored[self.label]
+            if isinstance(labels, str):
+                labels = labels.split(self.label_delimiter) if labels else []
+            return _StoredPrediction(labels=list(labels), scores=scores)
+        if not isinstance(stored[self.label], str) or not stored[self.label]:
+            raise ValueError(f"no label in column {self.label!r}")
+        return _StoredPrediction(label=stored[self.label], probabilities=scores)
+
 
 class _TaskColumns:
     """The output columns of the other tasks: the input's, then (NER) `entities`; (QA)
@@ -447,6 +578,33 @@ class _TaskColumns:
                     self.names["answer_end"]: prediction.end,
                     self.names["answer_score"]: prediction.score}
         return {self.names["generated_text"]: prediction.generated_text}
+
+    def stored_outcome(self, stored: dict[str, Any], table_format: str) -> _Outcome:
+        """The error or prediction of a row read back from an earlier run's output."""
+        error = _stored_error(stored)
+        if error is not None:
+            return error
+        if self.problem_type == TOKEN_CLASSIFICATION:
+            entities = stored[self.names["entities"]]
+            return _StoredPrediction(entities=json.loads(entities) if isinstance(entities, str)
+                                     else entities)
+        if self.problem_type == QUESTION_ANSWERING:
+            answer = stored[self.names["answer"]]
+            return _StoredPrediction(answer="" if answer is None else str(answer))
+        text = stored[self.names["generated_text"]]
+        return _StoredPrediction(generated_text="" if text is None else str(text))
+
+
+class _StoredPrediction:
+    """A prediction read back from an earlier run's output (the fields the metrics read)."""
+
+    def __init__(self, **fields: Any) -> None:
+        self.__dict__.update(fields)
+
+
+def _stored_error(stored: dict[str, Any]) -> str | None:
+    error = stored.get(ERROR_COLUMN)
+    return None if error is None or error == "" else str(error)
 
 
 class _Counts:
@@ -490,7 +648,8 @@ class _Counts:
                     and example not in self.unknown_label_examples):
                 self.unknown_label_examples.append(example)
 
-    def result(self, output, labels: list[str], seconds: float) -> ScoreResult:
+    def result(self, output, labels: list[str], seconds: float,
+               resumed: int = 0) -> ScoreResult:
         metrics = self.accumulator.metrics() if self.label_column is not None else None
         return ScoreResult(
             output=output, labels=labels, rows=self.rows, failed=self.failed, seconds=seconds,
@@ -499,6 +658,7 @@ class _Counts:
             excluded_failed=self.excluded_failed,
             excluded_unknown_label=self.excluded_unknown_label,
             unknown_label_examples=self.unknown_label_examples, first_error=self.first_error,
+            resumed=resumed,
         )
 
 
@@ -619,6 +779,8 @@ def _predict(
         return [_checked(prediction, labels, problem_type)
                 for prediction in _same_length(predictions, texts)]
     except Exception as error:  # noqa: BLE001  (every failure becomes a row error)
+        if _code_name(error) == STOP_ON_CODE:
+            raise _ServerUnavailable(_describe(error)) from None
         if len(texts) > 1 and _code_name(error) in SPLIT_ON_CODES:
             middle = len(texts) // 2
             logger.debug("Batch of %d failed (%s); retrying in halves", len(texts), error)
@@ -688,6 +850,15 @@ def _text_problem(column: str, value: Any) -> str | None:
 
 def _code_name(error: BaseException) -> str | None:
     return getattr(getattr(error, "code", None), "name", None)
+
+
+class _ServerUnavailable(Exception):
+    """The server stayed unavailable through the client's retries: the run stops."""
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _describe(error: BaseException) -> str:

@@ -29,7 +29,9 @@ class ScoreConfig:
         batch_size: Rows per Predict request.
         concurrency: Requests in flight at once.
         timeout: Seconds per request attempt.
-        retries: Retries of a request that fails with UNAVAILABLE (done by the client).
+        retries: Retries of a request that fails with a transient error (UNAVAILABLE,
+            DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED), with exponential backoff (done by the
+            client).
         signature_name: Signature to call.
         model_version: Pin a model version; None = the server's latest.
         label_delimiter: Multi-label models: separator of the label names in one cell, both
@@ -39,6 +41,11 @@ class ScoreConfig:
         sort_by_length: Send each `concurrency x batch_size` rows as requests of rows of
             similar text length (less padding in the model's batch: faster on texts of mixed
             lengths); rows are still written in input order.
+        resume: Continue an interrupted run into the same output: the rows already in the
+            partial output (`OUTPUT.partial`) are kept, checked against the input and not sent
+            again. A complete output is checked and kept as it is.
+        overwrite: Replace an existing output (and the partial output of an interrupted run).
+            Without `resume` or `overwrite` an existing one is refused.
 
     Raises:
         ConfigError: An option is out of range or options conflict.
@@ -59,6 +66,8 @@ class ScoreConfig:
     model_version: int | None = None
     label_delimiter: str = ","
     sort_by_length: bool = False
+    resume: bool = False
+    overwrite: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input", Path(self.input))
@@ -74,6 +83,9 @@ class ScoreConfig:
         if not isinstance(self.label_delimiter, str) or not self.label_delimiter:
             raise ConfigError(f"Expected a non-empty label_delimiter. Received: "
                               f"label_delimiter={self.label_delimiter!r}")
+        if self.resume and self.overwrite:
+            raise ConfigError("Expected either resume (continue the output) or overwrite "
+                              "(replace it), not both. Received: resume=True, overwrite=True")
         _at_least("batch_size", self.batch_size, 1)
         _at_least("concurrency", self.concurrency, 1)
         _at_least("retries", self.retries, 0)

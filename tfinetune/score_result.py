@@ -34,6 +34,8 @@ class ScoreResult:
             the target is missing or not a finite number).
         unknown_label_examples: Up to 5 distinct such true labels, for the report.
         first_error: The first row error message, or None.
+        resumed: Rows taken over from an interrupted earlier run (`resume`): counted in
+            `rows`, `failed` and the metrics, but not sent again.
     """
 
     output: Path
@@ -48,10 +50,13 @@ class ScoreResult:
     unknown_label_examples: list[str] = dataclasses.field(default_factory=list)
     first_error: str | None = None
     problem_type: str = "single-label"
+    resumed: int = 0
 
     @property
     def rows_per_second(self) -> float:
-        return self.rows / self.seconds if self.seconds > 0 else 0.0
+        """Rows sent and written per second in this run (resumed rows not included)."""
+        sent = self.rows - self.resumed
+        return sent / self.seconds if self.seconds > 0 else 0.0
 
     @property
     def evaluated(self) -> int:
@@ -65,6 +70,7 @@ class ScoreResult:
             "label_column": self.label_column,
             "rows": self.rows,
             "failed": self.failed,
+            "resumed": self.resumed,
             "evaluated": self.evaluated,
             "excluded_failed": self.excluded_failed,
             "excluded_unknown_label": self.excluded_unknown_label,

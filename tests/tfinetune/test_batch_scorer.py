@@ -158,7 +158,9 @@ def test_in_flight_rows_are_bounded_by_concurrency_times_batch_size(tmp_path):
     assert client.max_in_flight >= 2  # requests really overlap
 
 
-def test_unavailable_batch_rows_get_error_and_none_are_dropped(tmp_path):
+def test_unavailable_after_retries_stops_the_run_keeping_rows_for_resume(tmp_path):
+    """A server that stays UNAVAILABLE is down, not rejecting rows: the run stops (instead of
+    failing every remaining row) and keeps what it wrote; --resume sends only the rest."""
     rows = review_rows(50)
     source = write_rows(tmp_path / "in.csv", rows)
 
@@ -168,16 +170,23 @@ def test_unavailable_batch_rows_get_error_and_none_are_dropped(tmp_path):
         return None
 
     client = FakeClient(fail=fail)
-    result = BatchScorer(config(tmp_path, source, batch_size=8)).score(client)
+    with pytest.raises(ScoringError) as raised:
+        BatchScorer(config(tmp_path, source, batch_size=8, concurrency=1)).score(client)
+    message = str(raised.value)
+    assert "became unavailable during the run: UNAVAILABLE: failed to connect" in message
+    assert f"The 8 rows written so far are kept in {tmp_path / 'out.csv.partial'}" in message
+    assert "--resume" in message
+    assert not (tmp_path / "out.csv").exists()
+    assert len(client.calls) == 2  # not split, no later batch sent
+
+    healthy = FakeClient()
+    result = BatchScorer(config(tmp_path, source, batch_size=8, resume=True)).score(healthy)
     output = read_output(tmp_path / "out.csv")
     assert [row["id"] for row in output] == [str(i) for i in range(50)]
-    failed = [row for row in output if row["error"]]
-    assert [row["id"] for row in failed] == [str(i) for i in range(8, 16)]  # the whole batch
-    assert all(row["error"] == "UNAVAILABLE: failed to connect to all addresses"
-               and row["label"] == "" and row["prob_positive"] == "" for row in failed)
-    assert (result.rows, result.failed) == (50, 8)
-    assert result.first_error == "UNAVAILABLE: failed to connect to all addresses"
-    assert len(client.calls) == 7  # not split: UNAVAILABLE is not caused by a row
+    assert not any(row["error"] for row in output)
+    assert [text for texts, _ in healthy.calls for text in texts] == [
+        row["text"] for row in rows[8:]]
+    assert (result.rows, result.failed, result.resumed) == (50, 0, 8)
 
 
 def test_invalid_argument_batch_is_split_to_isolate_the_bad_row(tmp_path):
@@ -321,7 +330,7 @@ def test_prediction_with_other_labels_is_a_row_error(tmp_path):
     assert "does not match the model's labels" in read_output(tmp_path / "out.csv")[0]["error"]
 
 
-def test_interrupted_run_leaves_no_output(tmp_path):
+def test_interrupted_run_leaves_no_output_but_keeps_the_partial_rows(tmp_path):
     source = write_rows(tmp_path / "in.csv", review_rows(100))
 
     def interrupt(rows):
@@ -330,7 +339,9 @@ def test_interrupted_run_leaves_no_output(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         BatchScorer(config(tmp_path, source, batch_size=10)).score(
             FakeClient(delay=0.01), progress=interrupt)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "out.csv.partial"]
+    lines = (tmp_path / "out.csv.partial").read_text().splitlines()
+    assert lines[0].startswith("id,text,gold,label,") and len(lines) == 11  # header + 10 rows
 
 
 @pytest.mark.parametrize(

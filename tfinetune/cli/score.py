@@ -54,7 +54,8 @@ logger = logging.getLogger(__name__)
 @click.option("--timeout", type=float, default=30.0, show_default=True,
               help="Seconds per request attempt.")
 @click.option("--retries", type=int, default=3, show_default=True,
-              help="Retries of a request the server could not take (UNAVAILABLE).")
+              help="Retries of a request that failed with a transient error (UNAVAILABLE, "
+                   "DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED), with exponential backoff.")
 @click.option("--signature-name", default="serving_default", show_default=True,
               help="Signature of the model to call.")
 @click.option("--model-version", type=int, help="Model version to use. [default: latest]")
@@ -62,6 +63,12 @@ logger = logging.getLogger(__name__)
               help="Send each concurrency x batch-size rows as requests of rows of similar "
                    "text length (less padding: faster on texts of mixed lengths); the output "
                    "keeps input order.")
+@click.option("--resume", is_flag=True,
+              help="Continue an interrupted run into the same OUT: the rows already in "
+                   "OUT.partial are checked against INPUT, kept and not sent again.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an existing OUT (or OUT.partial of an interrupted run); without "
+                   "it (or --resume) an existing one is refused.")
 @click.option("--metrics-json", type=click.Path(dir_okay=False), metavar="FILE",
               help="Also write the metrics as JSON (needs --label-column).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary on stderr.")
@@ -80,9 +87,15 @@ def command(input_file, output, metrics_json, quiet, **options) -> None:
     and `answer_score`; seq2seq models give `generated_text`. A row whose
     request fails after retries is written with `error` set ("CODE: message") and no
     prediction; in CSV/TSV `error` is empty for scored rows, in JSON Lines the key is present
-    only on failed rows. OUT appears only once complete.
+    only on failed rows. Transient errors are retried with backoff first.
 
-    Exits with status 1 when any row failed.
+    OUT appears only once complete; until then rows go to OUT.partial (in input order). If
+    the run is interrupted (killed, Ctrl-C, or the server stays unavailable: the run stops
+    rather than failing every row), the same command with --resume keeps the rows in
+    OUT.partial and scores only the rest: the finished OUT has every input row once, in
+    input order.
+
+    Exits with status 1 when any row failed or the run stopped.
 
     \b
     tfinetune score reviews.csv --server localhost:8500 --model-name sentiment \\
@@ -121,6 +134,7 @@ def command(input_file, output, metrics_json, quiet, **options) -> None:
 
 def _make_client(config: ScoreConfig, tls: TlsOptions = TlsOptions()):
     """The gRPC client of the model server (imported here: serving imports TensorFlow)."""
+    from serving.client import TRANSIENT_CODES
     from serving.client import Client
 
     return Client(
@@ -130,6 +144,7 @@ def _make_client(config: ScoreConfig, tls: TlsOptions = TlsOptions()):
         version=config.model_version,
         timeout=config.timeout,
         retries=config.retries,
+        retry_codes=TRANSIENT_CODES,
         **tls.client_arguments(),
     )
 
@@ -152,10 +167,12 @@ def _is_terminal(stream) -> bool:
 
 
 def _summary(result: ScoreResult) -> str:
+    resumed = (f" ({result.resumed} of them kept from the interrupted run, not sent again)"
+               if result.resumed else "")
     return (
         f"Scored {result.rows} rows in {result.seconds:.1f} s "
         f"({result.rows_per_second:.0f} rows/s): {result.rows - result.failed} ok, "
-        f"{result.failed} failed. Output: {result.output}"
+        f"{result.failed} failed{resumed}. Output: {result.output}"
     )
 
 

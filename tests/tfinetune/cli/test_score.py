@@ -251,12 +251,14 @@ def test_real_server_failed_rows_get_error_and_exit_code_1(
     assert all(row["label"] in ("negative", "positive") for row in scored if not row["error"])
 
 
-def test_server_stopped_after_label_fetch_fails_every_row(tmp_path, model_base, monkeypatch):
+def test_server_stopped_after_label_fetch_stops_the_run_and_resume_finishes_it(
+        tmp_path, model_base, monkeypatch):
     from serving.client import Client
     from serving.server import Server
 
     doomed = Server({"clf": model_base}, port=0, file_system_poll_wait_seconds=0)
     doomed.start()
+    port = doomed.port
 
     class StopAfterLabels(Client):
         def label_names(self):
@@ -268,16 +270,32 @@ def test_server_stopped_after_label_fetch_fails_every_row(tmp_path, model_base, 
         config.server, config.model_name, retries=config.retries, timeout=config.timeout))
     source = write_rows(tmp_path / "in.csv", review_rows(30))
     out = tmp_path / "out.csv"
+    args = [source, "--server", f"127.0.0.1:{port}", "--model-name", "clf", "-o", out,
+            "--batch-size", "10", "--retries", "1", "--timeout", "5"]
     try:
-        result = run(source, "--server", f"127.0.0.1:{doomed.port}", "--model-name", "clf",
-                     "-o", out, "--batch-size", "10", "--retries", "1", "--timeout", "5")
+        result = run(*args)
     finally:
         doomed.stop(grace=0)
     assert result.exit_code == 1
-    assert "30 of 30 rows failed" in result.stderr
+    assert f"The server at 127.0.0.1:{port} became unavailable during the run" in result.stderr
+    assert "run the same command with --resume" in result.stderr
+    assert not out.exists()
+    assert (tmp_path / "out.csv.partial").read_text().count("\n") == 1  # the header only
+
+    monkeypatch.undo()
+    revived = Server({"clf": model_base}, port=port, file_system_poll_wait_seconds=0)
+    revived.start()
+    try:
+        again = run(*args)
+        resumed = run(*args, "--resume")
+    finally:
+        revived.stop(grace=0)
+    assert again.exit_code == 1 and "Expected --resume to continue it" in again.stderr
+    assert resumed.exit_code == 0, resumed.output
     scored = [row.values for row in TableReader(out)]
     assert [row["id"] for row in scored] == [str(i) for i in range(30)]
-    assert all(row["error"].startswith("UNAVAILABLE: ") for row in scored)
+    assert not any(row["error"] for row in scored)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "out.csv"]
 
 
 def test_server_down_fails_before_writing_naming_server_and_model(tmp_path):
@@ -299,3 +317,28 @@ def test_unknown_model_fails_before_writing(tmp_path, server):
     assert "Cannot get the label names of model 'nope'" in result.stderr
     assert "NOT_FOUND" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+
+
+def test_existing_output_is_refused_unless_overwrite_or_resume(tmp_path, fake_client):
+    source = write_rows(tmp_path / "in.csv", review_rows(12))
+    out = tmp_path / "out.csv"
+    out.write_text("precious\n")
+    result = run(source, "--model-name", "clf", "-o", out)
+    assert result.exit_code == 1
+    assert (f"Error: The output {out} already exists. Expected --overwrite to replace it, "
+            "--resume to check and keep it") in result.stderr
+    assert out.read_text() == "precious\n" and fake_client.created == []
+
+    result = run(source, "--model-name", "clf", "-o", out, "--resume", "--overwrite")
+    assert result.exit_code == 1 and "not both" in result.stderr
+
+    result = run(source, "--model-name", "clf", "-o", out, "--overwrite", "--batch-size", "5")
+    assert result.exit_code == 0, result.output
+    assert [row.values["id"] for row in TableReader(out)] == [str(i) for i in range(12)]
+    sent = fake_client.texts_received
+
+    result = run(source, "--model-name", "clf", "-o", out, "--resume")
+    assert result.exit_code == 0, result.output
+    assert fake_client.texts_received == sent  # complete: checked, nothing sent again
+    assert "Scored 12 rows" in result.stderr
+    assert "(12 of them kept from the interrupted run, not sent again)" in result.stderr
