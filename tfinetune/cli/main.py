@@ -11,8 +11,8 @@ import click
 
 from tfinetune import __version__
 
-# command name → module under tfinetune.cli exposing `command`. Imported only when used, so
-# `tfinetune --help` answers without importing TensorFlow.
+# command name → module under tfinetune.cli (dashes as underscores) exposing `command`.
+# Imported only when used, so `tfinetune --help` answers without importing TensorFlow.
 COMMANDS = {
     "fit": "Fine-tune a pretrained transformer for text classification.",
     "evaluate": "Print every metric of a fine-tuned run on a labelled file.",
@@ -21,6 +21,7 @@ COMMANDS = {
     "predict": "Classify texts through a running model server.",
     "score": "Score a CSV/TSV/JSONL/Parquet file through a running model server.",
     "bench": "Benchmarks: `bench serve` load-tests a model server.",
+    "deploy-config": "Write TF Serving model/batching/monitoring configs for exported models.",
 }
 
 
@@ -31,7 +32,7 @@ class LazyGroup(click.Group):
     def get_command(self, ctx, name):
         if name not in COMMANDS:
             return None
-        module = importlib.import_module(f"tfinetune.cli.{name}")
+        module = importlib.import_module(f"tfinetune.cli.{name.replace('-', '_')}")
         return module.command
 
     def format_commands(self, ctx, formatter):
