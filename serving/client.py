@@ -52,8 +52,10 @@ _BACKOFF_SECONDS = 0.1
 _MAX_BACKOFF_SECONDS = 5.0
 #: Codes of failures that say nothing about the request (the server is down or restarting,
 #: overloaded, or too slow this time): worth retrying after a pause, e.g. in bulk scoring.
+#: CANCELLED is what a gRPC server that shuts down answers to the calls it was running
+#: (grpc/grpc#41785); this client never cancels its own calls.
 TRANSIENT_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
-                   grpc.StatusCode.RESOURCE_EXHAUSTED)
+                   grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.CANCELLED)
 
 
 def _string_tensor(values: Sequence[str]) -> tensor_pb2.TensorProto:
@@ -97,8 +99,9 @@ class Client:
         retries: How many times a call failing with one of `retry_codes` is retried
             (exponential backoff from 0.1 s, at most 5 s, with jitter).
         retry_codes: The status codes worth a retry; default: UNAVAILABLE only.
-            `TRANSIENT_CODES` adds DEADLINE_EXCEEDED and RESOURCE_EXHAUSTED (an overloaded
-            server's answer), as `tfinetune score` does.
+            `TRANSIENT_CODES` adds DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED (an overloaded
+            server's answer) and CANCELLED (a server shutting down), as `tfinetune score`
+            does.
         tls: Use TLS (`grpc.ssl_channel_credentials`).
         root_certificates: PEM root certificates for TLS (implies `tls`); None uses the
             system roots.

@@ -26,13 +26,13 @@ written strictly in input order with every input column, then, by the model's pr
 and `error`. A predicted column whose name the input already has is prefixed `predicted_`.
 
 A request that fails with a transient error is retried by the client (`serving.Client` with
-`retry_codes=TRANSIENT_CODES`: UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, with
-exponential backoff). If it still fails the rows are written with `error` set ("CODE:
+`retry_codes=TRANSIENT_CODES`: UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, CANCELLED,
+with exponential backoff). If it still fails the rows are written with `error` set ("CODE:
 message"), never dropped. When a batch fails with a code that one bad row can cause
 (INVALID_ARGUMENT, RESOURCE_EXHAUSTED, INTERNAL) it is split in halves and re-sent, so only the
-rows that fail on their own get an error. UNAVAILABLE after the retries means the server is
-gone, not that the rows are bad: the run stops (`ScoringError`) instead of failing every
-remaining row.
+rows that fail on their own get an error. UNAVAILABLE (or CANCELLED: a server shutting down)
+after the retries means the server is gone, not that the rows are bad: the run stops
+(`ScoringError`) instead of failing every remaining row.
 
 Interrupted runs resume. Rows are written in input order to `OUTPUT.partial` (see
 `TableWriter`), which is kept when the run stops or is killed; with `config.resume` the next
@@ -110,8 +110,9 @@ DEFAULT_TEXT_COLUMNS = {QUESTION_ANSWERING: ("question", "context")}
 ERROR_COLUMN = "error"
 # Status codes a single bad row can cause: the batch is split to isolate it.
 SPLIT_ON_CODES = frozenset({"INVALID_ARGUMENT", "RESOURCE_EXHAUSTED", "INTERNAL"})
-# The status code of a server that is down: the run stops (to be resumed) instead.
-STOP_ON_CODE = "UNAVAILABLE"
+# Status codes of a server that is down or shutting down (still, after the client's retries):
+# the run stops, to be resumed, instead of failing every remaining row.
+STOP_ON_CODES = frozenset({"UNAVAILABLE", "CANCELLED"})
 _UNKNOWN_LABEL_EXAMPLES = 5
 
 # Per row: the prediction, or the error message of a row that could not be scored.
@@ -779,7 +780,7 @@ def _predict(
         return [_checked(prediction, labels, problem_type)
                 for prediction in _same_length(predictions, texts)]
     except Exception as error:  # noqa: BLE001  (every failure becomes a row error)
-        if _code_name(error) == STOP_ON_CODE:
+        if _code_name(error) in STOP_ON_CODES:
             raise _ServerUnavailable(_describe(error)) from None
         if len(texts) > 1 and _code_name(error) in SPLIT_ON_CODES:
             middle = len(texts) // 2

@@ -30,8 +30,8 @@ class ScoreConfig:
         concurrency: Requests in flight at once.
         timeout: Seconds per request attempt.
         retries: Retries of a request that fails with a transient error (UNAVAILABLE,
-            DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED), with exponential backoff (done by the
-            client).
+            DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, CANCELLED), with exponential backoff (done
+            by the client).
         signature_name: Signature to call.
         model_version: Pin a model version; None = the server's latest.
         label_delimiter: Multi-label models: separator of the label names in one cell, both

@@ -47,7 +47,7 @@ def _kill_when(process: subprocess.Popen, log: Path, base: Path, ready, what: st
 
 
 def _served_versions(base: Path) -> list[int]:
-    """The versions a real server finds (and loads) in `base`."""
+    """The versions a real server loads from `base` (the latest one, by default)."""
     from serving.server import Server
 
     server = Server({"clf": base}, port=0, file_system_poll_wait_seconds=0)
@@ -62,6 +62,7 @@ def _served_versions(base: Path) -> list[int]:
 def test_sigkill_during_export_leaves_no_loadable_version_and_next_export_cleans_up(
         tmp_path, single_export, tiny_run_dir):
     import export
+    from export.exporter import existing_versions
 
     base = tmp_path / "clf"
     base.mkdir()
@@ -77,7 +78,7 @@ def test_sigkill_during_export_leaves_no_loadable_version_and_next_export_cleans
         leftovers.append(_kill_when(_start_export(tiny_run_dir, base, log), log, base, ready,
                                     what))
         # Only the old version is a version; the half-written export is a hidden directory.
-        assert export.exporter.existing_versions(base) == {1: base / "1"}
+        assert existing_versions(base) == {1: base / "1"}
         assert [path.name for path in base.iterdir() if not path.name.startswith(".")] == ["1"]
     assert _temp_dirs(base) == sorted(leftovers)  # killed: nothing could clean up
     assert _served_versions(base) == [1]
@@ -87,7 +88,7 @@ def test_sigkill_during_export_leaves_no_loadable_version_and_next_export_cleans
     assert result.version == 2
     assert sorted(path.name for path in base.iterdir()) == ["1", "2"]  # leftovers removed
     assert (base / "2" / "saved_model.pb").is_file()
-    assert _served_versions(base) == [1, 2]
+    assert _served_versions(base) == [2]  # the latest version (TF Serving's default policy)
 
 
 def test_leftovers_of_dead_exports_are_removed_and_others_kept(tmp_path):

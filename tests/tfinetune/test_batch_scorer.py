@@ -217,7 +217,7 @@ def test_label_names_failure_fails_before_writing(tmp_path):
     client = FakeClient(label_error=FakeError(grpc.StatusCode.NOT_FOUND,
                                               "Servable not found for request: Latest(clf)"))
     with pytest.raises(ScoringError) as error:
-        BatchScorer(config(tmp_path, source)).score(client)
+        BatchScorer(config(tmp_path, source, overwrite=True)).score(client)
     message = str(error.value)
     assert "model 'clf'" in message and "testhost:1" in message
     assert "NOT_FOUND: Servable not found" in message
@@ -247,7 +247,8 @@ def test_metrics_exclude_failed_and_unknown_labels(tmp_path):
         {"text": "e", "label": " positive "},
     ]
     source = write_rows(tmp_path / "in.csv", rows)
-    client = FakeClient(fail=lambda texts: FakeError(grpc.StatusCode.UNAVAILABLE, "down")
+    # A request-level failure (UNAVAILABLE would stop the run: the server is down).
+    client = FakeClient(fail=lambda texts: FakeError(grpc.StatusCode.DEADLINE_EXCEEDED, "slow")
                         if "FAIL" in texts else None)
     result = BatchScorer(config(tmp_path, source, label_column="label", batch_size=1)).score(
         client)

@@ -66,7 +66,8 @@ def test_in_flight_rows_stay_bounded(tmp_path):
 def test_failed_request_fails_exactly_its_rows(tmp_path):
     rows = mixed_length_rows(48, seed=2)
     source = write_rows(tmp_path / "in.csv", rows)
-    client = FakeClient(fail=lambda texts: FakeError(grpc.StatusCode.UNAVAILABLE, "down")
+    # A request-level failure (UNAVAILABLE would stop the run: the server is down).
+    client = FakeClient(fail=lambda texts: FakeError(grpc.StatusCode.DEADLINE_EXCEEDED, "slow")
                         if any(text.startswith("r5 ") for text in texts) else None)
     result = BatchScorer(config(tmp_path, source, batch_size=6, concurrency=4,
                                 sort_by_length=True)).score(client)
@@ -74,7 +75,7 @@ def test_failed_request_fails_exactly_its_rows(tmp_path):
     output = read_output(tmp_path / "out.csv")
     assert [row["id"] for row in output] == [str(i) for i in range(48)]
     assert {row["text"] for row in output if row["error"]} == set(failed_call)
-    assert all(row["error"] == "UNAVAILABLE: down" and row["label"] == ""
+    assert all(row["error"] == "DEADLINE_EXCEEDED: slow" and row["label"] == ""
                for row in output if row["error"])
     assert result.failed == len(failed_call) == 6
 

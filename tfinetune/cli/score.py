@@ -55,7 +55,8 @@ logger = logging.getLogger(__name__)
               help="Seconds per request attempt.")
 @click.option("--retries", type=int, default=3, show_default=True,
               help="Retries of a request that failed with a transient error (UNAVAILABLE, "
-                   "DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED), with exponential backoff.")
+                   "DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, CANCELLED), with exponential "
+                   "backoff.")
 @click.option("--signature-name", default="serving_default", show_default=True,
               help="Signature of the model to call.")
 @click.option("--model-version", type=int, help="Model version to use. [default: latest]")
