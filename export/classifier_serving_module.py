@@ -74,7 +74,8 @@ class ClassifierServingModule(tf.Module):
 
     Args:
         model: A built `TFAutoModelForSequenceClassification`.
-        tokenizer: The in-graph tokenizer.
+        tokenizer: The in-graph tokenizer; None for a subclass that takes token ids
+            (`PortableServingModule`): no text functions are built.
         labels: Label names; index = class id.
         text_pair: Whether the model classifies text pairs.
         problem_type: `single-label`, `multi-label` or `regression`.
@@ -84,7 +85,7 @@ class ClassifierServingModule(tf.Module):
     def __init__(
         self,
         model: Any,
-        tokenizer: InGraphTokenizer,
+        tokenizer: InGraphTokenizer | None,
         labels: Sequence[str],
         *,
         text_pair: bool,
@@ -110,14 +111,8 @@ class ClassifierServingModule(tf.Module):
             model.call
         ).parameters
 
-        text_specs = [tf.TensorSpec([None], tf.string, name=TEXT)]
-        if self.text_pair:
-            text_specs.append(tf.TensorSpec([None], tf.string, name=TEXT_PAIR))
-            self.serving_default = tf.function(self._serve_pair, input_signature=text_specs)
-            self.tokenize = tf.function(self._tokenize_pair, input_signature=text_specs)
-        else:
-            self.serving_default = tf.function(self._serve_single, input_signature=text_specs)
-            self.tokenize = tf.function(self._tokenize_single, input_signature=text_specs)
+        if tokenizer is not None:  # None: a subclass defines serving_default (`--portable`)
+            self._add_text_functions()
         self.tokens = tf.function(
             self._tokens,
             input_signature=[tf.TensorSpec([None, None], tf.int32, name=n) for n in TOKEN_INPUTS],
@@ -127,6 +122,16 @@ class ClassifierServingModule(tf.Module):
             self.regress = tf.function(self._regress, input_signature=examples_spec)
         else:
             self.classify = tf.function(self._classify, input_signature=examples_spec)
+
+    def _add_text_functions(self) -> None:
+        text_specs = [tf.TensorSpec([None], tf.string, name=TEXT)]
+        if self.text_pair:
+            text_specs.append(tf.TensorSpec([None], tf.string, name=TEXT_PAIR))
+            self.serving_default = tf.function(self._serve_pair, input_signature=text_specs)
+            self.tokenize = tf.function(self._tokenize_pair, input_signature=text_specs)
+        else:
+            self.serving_default = tf.function(self._serve_single, input_signature=text_specs)
+            self.tokenize = tf.function(self._tokenize_single, input_signature=text_specs)
 
     def signatures(self) -> dict[str, Any]:
         """The concrete functions to pass to `tf.saved_model.save(..., signatures=...)`."""

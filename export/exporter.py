@@ -56,6 +56,7 @@ def export_model(
     version: int | None = None,
     max_length: int | None = None,
     parity_texts: Sequence[str] | None = None,
+    portable: bool = False,
 ) -> ExportResult:
     """Exports a fine-tuned run as a SavedModel with its tokenizer in the graph.
 
@@ -101,6 +102,10 @@ def export_model(
             from the run's `fit_config.yaml`. At most the model's `max_position_embeddings`.
         parity_texts: Texts for the parity check; default: a fixed varied set plus texts longer
             than `max_length`. For pair models the second segments are the texts rotated by one.
+        portable: Leave the tokenizer out of the graph, for stock TF Serving images (core
+            TensorFlow ops only): every signature takes token ids and clients tokenise with
+            `assets.extra/tokenizer/tokenizer.json` (see `export.portable_export`). Text
+            classification runs only.
 
     Returns:
         The written path, version, signature names and the parity check's max difference.
@@ -123,6 +128,10 @@ def export_model(
     run = RunDirectory.open(run_dir)
     base = _check_base_path(base_path)
     version = _choose_version(base, version)
+    if portable:
+        from export.portable_export import export_portable
+
+        return export_portable(run, base, version, max_length, parity_texts)
     if run.task != SUPPORTED_TASK:
         return _export_task(run, base, version, max_length, parity_texts)
     model = run.load_model()

@@ -13,6 +13,11 @@ classification (entities), question answering (`question` + `context` → answer
 seq2seq (generated text).
 
 The client needs no flag for the type: it reads it from the outputs the model returns.
+
+Models exported with `--portable` (for stock TF Serving images) take token ids instead of text
+(`input_ids`, `attention_mask`, `token_type_ids`): the client tokenises with the export's
+tokenizer (`tokenizer=ClientTokenizer.from_path(...)`, see `serving.client_tokenizer`) and
+returns the same predictions.
 """
 
 from __future__ import annotations
@@ -33,6 +38,10 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from serving import tensor_codec
+from serving.client_tokenizer import TOKEN_INPUTS
+from serving.client_tokenizer import ClientTokenizer
+from serving.client_tokenizer import placeholder_token_inputs
+from serving.client_tokenizer import takes_token_ids
 from serving.prediction import MULTI_LABEL
 from serving.prediction import REGRESSION
 from serving.prediction import SINGLE_LABEL
@@ -108,6 +117,9 @@ class Client:
         private_key: PEM private key of a client certificate, for servers that verify clients
             (TF Serving's `client_verify`); needs `certificate_chain`; implies `tls`.
         certificate_chain: PEM client certificate (chain) matching `private_key`.
+        tokenizer: Tokenises texts for a signature that takes token ids (a `--portable`
+            export), e.g. `ClientTokenizer.from_path("models/sentiment")`. Not needed (and not
+            used) for signatures that take text.
     """
 
     def __init__(self, target: str, model_name: str, *,
@@ -115,6 +127,7 @@ class Client:
                  timeout: float = 30.0, retries: int = 3, tls: bool = False,
                  root_certificates: bytes | None = None, private_key: bytes | None = None,
                  certificate_chain: bytes | None = None,
+                 tokenizer: ClientTokenizer | None = None,
                  retry_codes: Sequence[grpc.StatusCode] = (grpc.StatusCode.UNAVAILABLE,)
                  ) -> None:
         if (private_key is None) != (certificate_chain is None):
@@ -143,6 +156,8 @@ class Client:
         self._problem_type: str | None = None
         self._task_codec = None
         self._codec_known = False
+        self.tokenizer = tokenizer
+        self._takes_tokens = False
         self._lock = threading.Lock()
 
     def predict(self, texts: Sequence[str],
@@ -170,9 +185,12 @@ class Client:
             raise ValueError(f"Model '{self.model_name}' ({codec.task}) takes two inputs, "
                              f"{list(names)}: give text_pairs for '{names[1]}'.")
         request = self._request()
-        request.inputs[names[0]].CopyFrom(_string_tensor(texts))
-        if text_pairs is not None:
-            request.inputs[names[1]].CopyFrom(_string_tensor(text_pairs))
+        if self._takes_tokens:  # a --portable export: tokenise here
+            self._fill_token_inputs(request, texts, text_pairs)
+        else:
+            request.inputs[names[0]].CopyFrom(_string_tensor(texts))
+            if text_pairs is not None:
+                request.inputs[names[1]].CopyFrom(_string_tensor(text_pairs))
         response = self._call("Predict", self._stub.Predict, request)
         return self._predictions(response, len(texts), texts, text_pairs)
 
@@ -189,9 +207,12 @@ class Client:
                 return self._task_codec
         from serving.task_codec import codec_for_outputs
 
-        codec = codec_for_outputs(self._signature().outputs)
+        signature = self._signature()
+        codec = codec_for_outputs(signature.outputs)
+        takes_tokens = takes_token_ids(signature)
         with self._lock:
-            self._task_codec, self._codec_known = codec, True
+            self._task_codec, self._takes_tokens = codec, takes_tokens
+            self._codec_known = True
         return codec
 
     def problem_type(self) -> str:
@@ -228,6 +249,9 @@ class Client:
         for alias, info in signature.inputs.items():
             if info.dtype == types_pb2.DT_STRING:
                 request.inputs[alias].CopyFrom(_string_tensor([""]))
+        if takes_token_ids(signature):  # one input of one token: the classes do not depend on it
+            for alias, tensor in placeholder_token_inputs(signature).items():
+                request.inputs[alias].CopyFrom(tensor)
         request.output_filter.append("classes")
         response = self._call("Predict", self._stub.Predict, request)
         classes = self._output(response, "classes")
@@ -267,6 +291,21 @@ class Client:
             raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
                                f'Serving signature key "{self.signature_name}" not found.')
         return signatures.signature_def[self.signature_name]
+
+    def _fill_token_inputs(self, request, texts: Sequence[str],
+                           text_pairs: Sequence[str] | None) -> None:
+        if self.tokenizer is None:
+            raise ServingError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"Signature '{self.signature_name}' of model '{self.model_name}' takes token ids "
+                f"({', '.join(TOKEN_INPUTS)}), not text: it was exported with --portable. "
+                f"Expected a tokenizer to tokenise with: Client(..., tokenizer=ClientTokenizer."
+                f"from_path(<the model's base path or version directory>)), or --tokenizer DIR "
+                f"on the command line. Received: no tokenizer")
+        try:
+            self.tokenizer.fill_request(request, texts, text_pairs)
+        except ValueError as error:
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, str(error)) from None
 
     def _call(self, method: str, function, request):
         """Calls with a deadline; retries `retry_codes` with exponential backoff (each wait
