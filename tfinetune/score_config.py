@@ -46,6 +46,9 @@ class ScoreConfig:
             again. A complete output is checked and kept as it is.
         overwrite: Replace an existing output (and the partial output of an interrupted run).
             Without `resume` or `overwrite` an existing one is refused.
+        tokenizer: An export (base path, version directory or its `assets.extra`) whose
+            tokenizer tokenises on the client, for models exported with `--portable`; None
+            for models that take text.
 
     Raises:
         ConfigError: An option is out of range or options conflict.
@@ -68,6 +71,7 @@ class ScoreConfig:
     sort_by_length: bool = False
     resume: bool = False
     overwrite: bool = False
+    tokenizer: Path | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input", Path(self.input))

@@ -19,12 +19,15 @@ class ExportCommandConfig:
         base_path: Model base path; the SavedModel goes to `base_path/<version>/`.
         version: Version to write; None: one above the highest existing version, or 1.
         max_length: Maximum tokens per input; None: the run's `max_length`.
+        portable: Core TensorFlow ops only (token-id signatures; clients tokenise), for stock
+            TF Serving images.
     """
 
     run_dir: Path
     base_path: Path
     version: int | None = None
     max_length: int | None = None
+    portable: bool = False
 
 
 @click.command("export", context_settings={"help_option_names": ["-h", "--help"]})
@@ -37,8 +40,14 @@ class ExportCommandConfig:
 @click.option("--max-length", type=click.IntRange(min=1), default=None, metavar="N",
               help="Maximum tokens per input, special tokens included. Default: the run's "
                    "max_length from fit_config.yaml.")
+@click.option("--portable", is_flag=True,
+              help="For stock TensorFlow Serving images: leave the tokenizer (tensorflow-text "
+                   "ops) out of the graph. Every signature then takes token ids (input_ids, "
+                   "attention_mask, token_type_ids) and clients tokenise with assets.extra/"
+                   "tokenizer/tokenizer.json (predict/score --tokenizer). Text classification "
+                   "runs only.")
 def command(run_dir: Path, base_path: Path, version: int | None,
-            max_length: int | None) -> None:
+            max_length: int | None, portable: bool) -> None:
     """Export a fine-tuned run as a SavedModel version, tokenizer included.
 
     Writes BASE_PATH/<version>/ atomically (built in a temporary directory beside it, reloaded,
@@ -49,12 +58,18 @@ def command(run_dir: Path, base_path: Path, version: int | None,
     start, end, score) and tokens; seq2seq models serving_default (text → generated_text).
     Prints the version directory on stdout.
 
+    With --portable the graph holds core TensorFlow ops only (for stock TF Serving images,
+    whose tensorflow-text may be older): serving_default and tokens take token ids and give
+    the same outputs, classify/regress take tf.Examples of token ids, and `tfinetune predict`
+    and `score` tokenise on the client (--tokenizer).
+
     \b
     tfinetune export runs/sentiment --base-path models/sentiment
     tfinetune export runs/sentiment --base-path models/sentiment --version 3 --max-length 128
+    tfinetune export runs/sentiment --base-path models/sentiment-portable --portable
     """
     config = ExportCommandConfig(run_dir=run_dir, base_path=base_path, version=version,
-                                 max_length=max_length)
+                                 max_length=max_length, portable=portable)
     run(config)
 
 
@@ -67,7 +82,7 @@ def run(config: ExportCommandConfig) -> None:
     click.echo(f"Exporting {config.run_dir} to {config.base_path} ...", err=True)
     try:
         result = export_model(config.run_dir, config.base_path, version=config.version,
-                              max_length=config.max_length)
+                              max_length=config.max_length, portable=config.portable)
     except ExportError as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"Exported version {result.version} (signatures: {', '.join(result.signatures)}; "

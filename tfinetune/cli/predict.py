@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from pathlib import Path
 
 import click
 
@@ -12,6 +13,8 @@ from tfinetune.cli.quiet_import import import_tensorflow_quietly
 from tfinetune.cli.tls_options import TlsOptions
 from tfinetune.cli.tls_options import tls_options
 from tfinetune.cli.serve import TfServingOption
+from tfinetune.cli.tokenizer_option import load_client_tokenizer
+from tfinetune.cli.tokenizer_option import tokenizer_option
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +31,8 @@ class PredictConfig:
         timeout: Seconds per request attempt.
         batch_size: Texts per Predict request.
         tls: How to reach the server over TLS (plaintext by default).
+        tokenizer: Export whose tokenizer tokenises on the client (models exported with
+            `--portable`); None for models that take text.
     """
 
     model_name: str
@@ -37,6 +42,7 @@ class PredictConfig:
     timeout: float = 30.0
     batch_size: int = 64
     tls: TlsOptions = TlsOptions()
+    tokenizer: Path | None = None
 
 
 @click.command("predict", context_settings={"help_option_names": ["-h", "--help"]})
@@ -57,6 +63,7 @@ class PredictConfig:
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
               help="Texts per Predict request.")
 @tls_options
+@tokenizer_option
 def command(texts: tuple[str, ...], text_pairs: tuple[str, ...], **options) -> None:
     """Run TEXT arguments (or the lines of stdin, with no TEXT or `-`) through a model
     server, printing one JSON line per text (and "text_pair" for pair models):
@@ -77,6 +84,7 @@ def command(texts: tuple[str, ...], text_pairs: tuple[str, ...], **options) -> N
     tfinetune predict --model-name nli "A man sleeps." --text-pair "Nobody sleeps."
     tfinetune predict --model-name qa "Where is Paris?" --context "Paris is in France."
     cat reviews.txt | tfinetune predict --server host:8500 --model-name sentiment
+    tfinetune predict --model-name sentiment --tokenizer models/sentiment "a great movie"
     """
     tls = TlsOptions.pop_from(options)
     config = PredictConfig(**options, tls=tls)
@@ -100,6 +108,7 @@ def run(config: PredictConfig, texts: list[str], text_pairs: list[str] | None) -
 
     client = Client(config.server, config.model_name, signature_name=config.signature_name,
                     version=config.model_version, timeout=config.timeout,
+                    tokenizer=load_client_tokenizer(config.tokenizer),
                     **config.tls.client_arguments())
     with client:
         try:

@@ -13,6 +13,8 @@ import click
 from tfinetune.cli.quiet_import import import_tensorflow_quietly
 from tfinetune.cli.tls_options import TlsOptions
 from tfinetune.cli.tls_options import tls_options
+from tfinetune.cli.tokenizer_option import load_client_tokenizer
+from tfinetune.cli.tokenizer_option import tokenizer_option
 from tfinetune.batch_scorer import ERROR_COLUMN
 from tfinetune.batch_scorer import BatchScorer
 from tfinetune.errors import ConfigError
@@ -74,6 +76,7 @@ logger = logging.getLogger(__name__)
               help="Also write the metrics as JSON (needs --label-column).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary on stderr.")
 @tls_options
+@tokenizer_option
 def command(input_file, output, metrics_json, quiet, **options) -> None:
     """Score INPUT (CSV, TSV, JSON Lines or Parquet) through a model server into OUT.
 
@@ -134,7 +137,8 @@ def command(input_file, output, metrics_json, quiet, **options) -> None:
 
 
 def _make_client(config: ScoreConfig, tls: TlsOptions = TlsOptions()):
-    """The gRPC client of the model server (imported here: serving imports TensorFlow)."""
+    """The gRPC client of the model server (imported here: serving imports TensorFlow); with
+    `config.tokenizer` it tokenises for `--portable` models."""
     from serving.client import TRANSIENT_CODES
     from serving.client import Client
 
@@ -146,6 +150,7 @@ def _make_client(config: ScoreConfig, tls: TlsOptions = TlsOptions()):
         timeout=config.timeout,
         retries=config.retries,
         retry_codes=TRANSIENT_CODES,
+        tokenizer=load_client_tokenizer(config.tokenizer),
         **tls.client_arguments(),
     )
 
