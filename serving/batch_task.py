@@ -6,6 +6,7 @@ import threading
 import time
 from typing import Mapping, Sequence
 
+import grpc
 import numpy as np
 
 from serving.serving_error import ServingError
@@ -76,12 +77,18 @@ class BatchTask:
         self._done.set()
 
     def wait(self) -> dict[str, np.ndarray]:
-        """Blocks until the task is processed; returns its outputs.
+        """Blocks until the task is processed (or its deadline passes); returns its outputs.
+
+        A task given up at its deadline stays queued; the batch thread drops it unrun.
 
         Raises:
-            ServingError: the batch (or one of this task's parts) failed.
+            ServingError: DEADLINE_EXCEEDED at the deadline; the batch (or one of this task's
+                parts) failed.
         """
-        self._done.wait()
+        timeout = None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+        if not self._done.wait(timeout):
+            raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                               "Deadline Exceeded while waiting in the batching queue")
         if self._error is not None:
             raise self._error
         return self._outputs

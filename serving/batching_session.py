@@ -10,8 +10,10 @@ with `--enable_batching`.
   `pad_variable_length_inputs` padded in their other dimensions with their first element.
 * Every output must have dimension 0 equal to the batch size; it is split back per task.
   Otherwise the batch fails (TF Serving's FAILED_PRECONDITION texts); nothing is mis-split.
-* The batch runs with the latest deadline of its tasks as the session timeout; a batch whose
-  tasks have all run out of time is not run.
+* The batch runs with the latest deadline of its tasks as the session timeout; tasks whose
+  deadline passed while they waited in the queue are dropped before the run (TF Serving drops
+  them only when every task of the batch expired), and a waiting request gives up at its
+  deadline.
 
 One deliberate difference: a run whose input dtypes differ from the signature's runs directly
 (the session then reports TF's own dtype error for that request alone) instead of joining a
@@ -208,7 +210,22 @@ class BatchingSession:
     # -- one batch (batch threads) ---------------------------------------------------------------
 
     def _process_batch(self, key: _TensorSignature, tasks: list[BatchTask]) -> None:
-        """TF Serving's `ProcessBatch`: merge, run once, split; every task gets the outcome."""
+        """TF Serving's `ProcessBatch`: merge, run once, split; every task gets the outcome.
+
+        Tasks whose deadline passed while they waited are dropped, not run (TF Serving runs
+        them along with the live ones, and skips only a batch in which every task expired).
+        """
+        now = time.monotonic()
+        expired = [task for task in tasks if task.deadline is not None and task.deadline <= now]
+        if expired:
+            timed_out = ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                     "Run() timeout exceeded while waiting in batching queue")
+            for task in expired:
+                task.finish(error=timed_out)
+            tasks = [task for task in tasks if not (task.deadline is not None
+                                                    and task.deadline <= now)]
+            if not tasks:
+                return
         try:
             outputs = self._run_batch(key, tasks)
         except ServingError as error:
@@ -228,9 +245,6 @@ class BatchingSession:
                    tasks: list[BatchTask]) -> list[dict[str, np.ndarray]]:
         now = time.monotonic()
         deadlines = [task.deadline for task in tasks]
-        if all(d is not None and d <= now for d in deadlines):
-            raise ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                               "Run() timeout exceeded while waiting in batching queue")
         timeout = RequestDeadline.timeout_in_ms(None if None in deadlines else max(deadlines), now)
         sizes = [task.size for task in tasks]
         batch_size = sum(sizes)

@@ -499,8 +499,28 @@ class ModelManager:
         for version in loaded:
             self._finish_unload(model, version)
 
-    def unload_all(self) -> None:
-        """Unloads every version (after the requests using them finish)."""
+    def unload_all(self, cancel_running: bool = False) -> None:
+        """Unloads every version (after the requests using them finish).
+
+        Args:
+            cancel_running: First cancel the session runs in progress (they fail with
+                CANCELLED), so that the unload does not wait for them (the end of a shutdown
+                grace period).
+        """
+        if cancel_running:
+            with self._lock:
+                loaded = [(model, version) for model in self._models.values()
+                          for version in model.versions.values()
+                          if version.state == VersionState.AVAILABLE]
+                for _, version in loaded:
+                    version.state = VersionState.UNLOADING  # no new request acquires it
+            if loaded:
+                self._changed()
+            for _, version in loaded:
+                if version.servable.requests_in_flight:
+                    version.servable.cancel_runs()
+            for model, version in loaded:
+                self._finish_unload(model, version)
         self._unload_loaded()
 
     def _unload_loaded(self) -> None:

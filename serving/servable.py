@@ -81,6 +81,10 @@ def _load_error(error: Exception, tags: Sequence[str] = ()) -> ServingError:
     if isinstance(error, tf.errors.OpError):
         return ServingError.from_op_error(error)
     message = str(error) or type(error).__name__
+    if isinstance(error, ValueError) and "is not a valid checkpoint" in message:
+        # The graph has variables but variables/ is missing or incomplete (Saver.restore).
+        return ServingError(grpc.StatusCode.NOT_FOUND,
+                            f"The SavedModel's variables could not be restored: {message}")
     if isinstance(error, (OSError, RuntimeError)) and (
             "does not exist" in message or "could not be found" in message):
         return ServingError(grpc.StatusCode.NOT_FOUND, message)
@@ -292,6 +296,13 @@ class Servable:
             self._users -= 1
             self._users_changed.notify_all()
 
+    def cancel_runs(self) -> None:
+        """Cancels the session runs in progress (they fail with CANCELLED) and refuses new
+        ones; `close` then need not wait long. Used when a shutdown's grace period is over."""
+        logger.warning("Cancelling the %d request(s) running on version %d of model '%s'",
+                       self.requests_in_flight, self.version, self.name)
+        self._session.close()  # DirectSession::Close cancels every step in progress
+
     def close(self) -> None:
         """Waits for the requests running on this version, then closes its session."""
         with self._users_changed:
@@ -369,6 +380,9 @@ class Servable:
             except ValueError:
                 raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
                                    f"tensor parsing error: {alias}") from None
+            problem = tensor_codec.feed_shape_problem(value, signature.inputs[alias].tensor_shape)
+            if problem:  # shapes that would crash TF kernels (and the server)
+                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, f"input {alias}: {problem}")
             feed_names.append(feed_name)
             feed_values.append(value)
         if request_inputs and len(seen) != len(request_inputs):

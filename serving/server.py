@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import time
 from concurrent import futures
 from pathlib import Path
 from typing import Mapping
@@ -53,6 +54,11 @@ _MODEL_SERVICE = model_service_pb2.DESCRIPTOR.services_by_name["ModelService"]
 # The overall status (""), TF Serving's own names, and the fully qualified service names.
 _HEALTH_NAMES = ("", "ModelService", "PredictionService", _MODEL_SERVICE.full_name,
                  _PREDICTION_SERVICE.full_name)
+
+
+def _remaining(deadline: float | None) -> float | None:
+    """Seconds left until a `time.monotonic()` deadline (None: no deadline), at least 0."""
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 def _address(host: str, port: int) -> str:
@@ -176,6 +182,9 @@ class Server:
             futures.ThreadPoolExecutor(max_workers=self._max_workers,
                                        thread_name_prefix="serving-grpc"),
             interceptors=[MetricsInterceptor()],
+            # Past the limit gRPC answers RESOURCE_EXHAUSTED at once, before reading the
+            # request, instead of queueing it for a worker thread.
+            maximum_concurrent_rpcs=self.options.max_in_flight_requests or None,
             options=[("grpc.max_send_message_length", self.options.grpc_max_message_bytes),
                      ("grpc.max_receive_message_length", self.options.grpc_max_message_bytes),
                      ("grpc.so_reuseport", 0)])
@@ -266,19 +275,32 @@ class Server:
 
     def stop(self, grace: float | None = 10.0) -> None:
         """Stops accepting requests, lets in-flight requests finish (up to `grace` seconds),
-        then unloads the models. Safe to call twice."""
+        then unloads the models. Safe to call twice.
+
+        New requests are refused at once (gRPC UNAVAILABLE, REST 503 or a refused connection).
+        Requests still running when the grace period ends are cancelled: their session runs
+        stop with CANCELLED, so the models unload and `stop` returns soon after `grace`.
+        """
         with self._stop_lock:
             if self._stopped.is_set() or self._server is None:
                 self._stopped.set()
                 return
+            deadline = None if grace is None else time.monotonic() + grace
             self._health.enter_graceful_shutdown()
+            grpc_stopped = self._server.stop(grace)  # refuses new RPCs from now on
             self._manager.stop_polling()
             if self._config_poller is not None:
                 self._config_poller.stop()
             if self._rest is not None:
-                self._rest.stop(grace)
-            self._server.stop(grace).wait()
-            self._manager.unload_all()
+                self._rest.stop(_remaining(deadline))
+            grpc_stopped.wait(_remaining(deadline))
+            # gRPC has cancelled the RPCs still running, but not their session runs.
+            in_flight = sum(self._manager.requests_in_flight(name)
+                            for name in self._manager.model_names)
+            if in_flight:
+                logger.warning("%d request(s) still running after the %s s grace period: "
+                               "cancelling them", in_flight, grace)
+            self._manager.unload_all(cancel_running=grace is not None)
             self._stopped.set()
             logger.info("Server on %s stopped", self.address)
 

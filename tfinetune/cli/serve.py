@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from serving.server_options import DEFAULT_MAX_IN_FLIGHT_REQUESTS
 from tfinetune.cli.quiet_import import import_tensorflow_quietly
 
 logger = logging.getLogger(__name__)
@@ -65,14 +66,15 @@ class ServeConfig:
         model_name: Name clients put in `ModelSpec.name`.
         model_version_policy: Which versions to serve: `latest` (TF Serving's default),
             `latest:N`, `all` or `specific:V1,V2`.
-        shutdown_grace_seconds: On SIGINT/SIGTERM, how long in-flight requests may take.
+        grace_seconds: On SIGINT/SIGTERM, how long in-flight requests may take to finish;
+            those still running then are cancelled.
     """
 
     options: object
     model_base_path: Path | None = None
     model_name: str = "default"
     model_version_policy: str = "latest"
-    shutdown_grace_seconds: float = 30.0
+    grace_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         if not self.model_name:
@@ -87,6 +89,9 @@ class ServeConfig:
             VersionPolicy.parse(self.model_version_policy)
         except ValueError as error:
             raise click.BadParameter(str(error), param_hint="--model-version-policy") from error
+        if self.grace_seconds < 0:
+            raise click.BadParameter(f"must be >= 0. Received: {self.grace_seconds}",
+                                     param_hint="--grace-seconds")
 
 
 def _ignored_option(name: str):
@@ -158,13 +163,20 @@ def _with_ignored_flags(function):
                    help="gRPC worker threads. [default: 4 x CPUs]")
 @tf_serving_option("grpc_max_message_bytes", type=click.IntRange(min=1), default=2**31 - 1,
                    show_default=True, help="Largest gRPC message accepted or sent.")
+@tf_serving_option("max_in_flight_requests", type=click.IntRange(min=0),
+                   default=DEFAULT_MAX_IN_FLIGHT_REQUESTS, show_default=True,
+                   help="Most requests held at once per transport (running or queued); past it "
+                        "new ones get RESOURCE_EXHAUSTED / HTTP 429 at once. 0: no limit.")
+@click.option("--grace-seconds", type=click.FloatRange(min=0), default=10.0, show_default=True,
+              help="On SIGTERM/Ctrl-C, how long in-flight requests may take to finish before "
+                   "they are cancelled.")
 @tf_serving_option("enable_signature_method_name_check", type=bool, default=False,
                    help="Refuse requests whose API does not match the signature's method.")
 @tf_serving_option("enable_serialization_as_tensor_content", type=bool, default=False,
                    help="Write output tensors as tensor_content.")
 @_with_ignored_flags
 def command(model_name: str, model_base_path: str | None, model_version_policy: str,
-            saved_model_tags: str, **flags) -> None:
+            saved_model_tags: str, grace_seconds: float, **flags) -> None:
     """Serve SavedModels over TensorFlow Serving's API (the latest version by default).
 
     PredictionService (Predict, Classify, Regress, MultiInference, GetModelMetadata),
@@ -191,7 +203,8 @@ def command(model_name: str, model_base_path: str | None, model_version_policy: 
         raise click.UsageError(str(error)) from error
     config = ServeConfig(options=options,
                          model_base_path=Path(model_base_path) if model_base_path else None,
-                         model_name=model_name, model_version_policy=model_version_policy)
+                         model_name=model_name, model_version_policy=model_version_policy,
+                         grace_seconds=grace_seconds)
     run(config)
 
 
@@ -225,7 +238,7 @@ def run(config: ServeConfig) -> None:
 
     def request_stop(signum, frame):
         if stop.is_set():
-            click.echo(f"Already stopping: waiting up to {config.shutdown_grace_seconds:g} s for "
+            click.echo(f"Already stopping: waiting up to {config.grace_seconds:g} s for "
                        f"in-flight requests.", err=True)
         stop.set()
 
@@ -246,9 +259,10 @@ def run(config: ServeConfig) -> None:
             click.echo(f"REST API on http://{host}:{server.rest_port}", err=True)
         while not stop.wait(0.5) and not server.wait(0):
             pass
-        click.echo("Stopping: finishing in-flight requests ...", err=True)
+        click.echo(f"Stopping: finishing in-flight requests (up to {config.grace_seconds:g} s) "
+                   f"...", err=True)
     finally:
-        server.stop(grace=config.shutdown_grace_seconds)
+        server.stop(grace=config.grace_seconds)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     click.echo("Server stopped.", err=True)
