@@ -73,8 +73,11 @@ class FitConfig:
         precision: "float32", or "mixed_bfloat16" to compute in bfloat16 with float32 weights
             (Keras mixed precision): about 1.4x faster on CPUs with AVX512-BF16 or AMX (and
             GPUs/TPUs), much slower on CPUs without them. Saved weights are float32 either way.
-        save_steps: Back up the training state every this many steps (and at each epoch end),
-            so that re-running the same command resumes after a crash.
+        save_steps: Back up the training state every this many steps, so that re-running the
+            same command resumes after a crash; None (the default): by time and epoch only.
+            Backups are also taken at every epoch end and every `save_minutes`.
+        save_minutes: Back up the training state whenever this many minutes of training have
+            passed since the last backup; 0 disables the time trigger.
         overwrite_output_dir: Replace a finished run in `output_dir` instead of refusing.
         freeze_backbone: Train only the classification head; the pretrained encoder is frozen
             (text and token classification).
@@ -127,7 +130,8 @@ class FitConfig:
     max_grad_norm: float = 1.0
     seed: int = 42
     precision: str = "float32"
-    save_steps: int = 500
+    save_steps: int | None = None
+    save_minutes: float = 10.0
     overwrite_output_dir: bool = False
     freeze_backbone: bool = False
     freeze_layers: int = 0
@@ -203,7 +207,9 @@ class FitConfig:
         _check_number(self, "weight_decay", float, minimum=0.0)
         _check_number(self, "max_grad_norm", float, minimum=0.0)
         _check_number(self, "seed", int, minimum=0)
-        _check_number(self, "save_steps", int, minimum=1)
+        if self.save_steps is not None:
+            _check_number(self, "save_steps", int, minimum=1)
+        _check_number(self, "save_minutes", float, minimum=0.0)
         _check_number(self, "freeze_layers", int, minimum=0)
         if self.classifier_dropout is not None:
             _check_number(self, "classifier_dropout", float, minimum=0.0)
@@ -305,7 +311,7 @@ class FitConfig:
 
     def training_differences(self, other: "FitConfig") -> dict[str, tuple[Any, Any]]:
         """Fields that change what is trained (everything but bookkeeping options)."""
-        ignored = {"overwrite_output_dir", "save_steps"}
+        ignored = {"overwrite_output_dir", "save_steps", "save_minutes"}
         return {
             field.name: (getattr(self, field.name), getattr(other, field.name))
             for field in dataclasses.fields(self)

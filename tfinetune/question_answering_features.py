@@ -120,7 +120,10 @@ class QuestionAnsweringFeatures:
                 seed: int | None = None, labels: bool = True):
         """A `tf.data.Dataset` of `(inputs, {"start_positions", "end_positions"})` batches
         (inputs only without labels, or with `labels=False`), padded to each batch's longest
-        window."""
+        window.
+
+        With `shuffle`: epoch after epoch without end, each epoch's order a function of
+        `(seed, epoch)` only (`tokenized_dataset.shuffled_batches`), so `fit` can resume."""
         from tfinetune import _environment  # noqa: F401
         import tensorflow as tf
 
@@ -135,16 +138,19 @@ class QuestionAnsweringFeatures:
             elements = (ragged, {
                 "start_positions": tf.constant(self.start_positions, tf.int32),
                 "end_positions": tf.constant(self.end_positions, tf.int32)})
-        dataset = tf.data.Dataset.from_tensor_slices(elements)
         if shuffle:
-            dataset = dataset.shuffle(len(self), seed=seed, reshuffle_each_iteration=True)
+            from tfinetune.tokenized_dataset import shuffled_batches
+
+            dataset = shuffled_batches(elements, len(self), batch_size=batch_size, seed=seed,
+                                       repeat=True)
+        else:
+            dataset = tf.data.Dataset.from_tensor_slices(elements).ragged_batch(batch_size)
 
         def pad(batch, labels=None):
             dense = {name: batch[name].to_tensor(
                 default_value=pad_token_id if name == "input_ids" else 0) for name in batch}
             return dense if labels is None else (dense, labels)
 
-        dataset = dataset.ragged_batch(batch_size)
         if not labels:
             return dataset.map(pad).prefetch(tf.data.AUTOTUNE)
         return dataset.map(lambda batch, labels: pad(batch, labels)).prefetch(tf.data.AUTOTUNE)

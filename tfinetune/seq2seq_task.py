@@ -180,7 +180,10 @@ def _padded_batches(features: dict[str, list[list[int]]], batch_size: int,
 def make_seq2seq_dataset(features: dict[str, list[list[int]]], *, batch_size: int,
                          pad_token_id: int, shuffle: bool = False, seed: int | None = None):
     """A `tf.data.Dataset` of `(features, labels)` batches, padded per batch (`labels` with
-    -100, also in `features` so the model builds its decoder inputs from them)."""
+    -100, also in `features` so the model builds its decoder inputs from them).
+
+    With `shuffle`: epoch after epoch without end, each epoch's order a function of
+    `(seed, epoch)` only (`tokenized_dataset.shuffled_batches`), so `fit` can resume."""
     import numpy as np
     import tensorflow as tf
 
@@ -189,10 +192,13 @@ def make_seq2seq_dataset(features: dict[str, list[list[int]]], *, batch_size: in
         lengths = np.array([len(row) for row in rows], dtype=np.int64)
         flat = np.array([token for row in rows for token in row], dtype=np.int32)
         ragged[key] = tf.RaggedTensor.from_row_lengths(flat, lengths)
-    dataset = tf.data.Dataset.from_tensor_slices(ragged)
     if shuffle:
-        dataset = dataset.shuffle(len(features["input_ids"]), seed=seed,
-                                  reshuffle_each_iteration=True)
+        from tfinetune.tokenized_dataset import shuffled_batches
+
+        batches = shuffled_batches(ragged, len(features["input_ids"]), batch_size=batch_size,
+                                   seed=seed, repeat=True)
+    else:
+        batches = tf.data.Dataset.from_tensor_slices(ragged).ragged_batch(batch_size)
 
     def pad(batch):
         dense = {key: value.to_tensor(default_value={"input_ids": pad_token_id,
@@ -200,7 +206,7 @@ def make_seq2seq_dataset(features: dict[str, list[list[int]]], *, batch_size: in
                  for key, value in batch.items()}
         return dense, dense["labels"]
 
-    return dataset.ragged_batch(batch_size).map(pad).prefetch(tf.data.AUTOTUNE)
+    return batches.map(pad).prefetch(tf.data.AUTOTUNE)
 
 
 def generate(model: Any, tokenizer: Any, features: dict[str, list[list[int]]], config: FitConfig,

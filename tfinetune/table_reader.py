@@ -36,6 +36,19 @@ FORMATS = {
 }
 PARQUET_BATCH_ROWS = 1024
 _PREVIEW_CHARS = 80
+PARQUET_MAGIC = b"PAR1"
+# Leading bytes of files that are not text tables, whatever their extension says.
+_BINARY_SIGNATURES = {
+    b"\x1f\x8b": "a gzip-compressed file",
+    b"PK\x03\x04": "a ZIP archive (or .xlsx workbook)",
+    b"\xd0\xcf\x11\xe0": "an old Excel/Office file",
+    b"\x89PNG": "a PNG image",
+    b"%PDF": "a PDF document",
+    b"\xfd7zXZ": "an xz-compressed file",
+    b"\x93NUMPY": "a NumPy array file",
+    b"\x80": "a Python pickle",
+}
+_SNIFF_BYTES = 4096
 
 
 def table_format(path: str | os.PathLike) -> str:
@@ -80,6 +93,7 @@ class TableReader:
         if not self.path.is_file():
             raise DataError(f"{self.name} is not a file. Expected a {self.format} data file.")
         self._num_rows: int | None = None
+        self._check_content()
         self._columns = self._read_columns()
 
     def __repr__(self) -> str:
@@ -123,6 +137,37 @@ class TableReader:
     def _empty_error(self, expected: str) -> DataError:
         return DataError(f"{self.name} is empty: expected {expected}")
 
+    def _check_content(self) -> None:
+        """Refuses a 0-byte file and a file whose first bytes show it is not what its extension
+        says (a Parquet file named .csv, CSV text named .parquet, a ZIP or gzip file, ...)."""
+        with self._open_binary() as file:
+            head = file.read(_SNIFF_BYTES)
+        expected = {"csv": "CSV text", "tsv": "TSV text", "jsonl": "JSON Lines text",
+                    "parquet": "a Parquet file"}[self.format]
+        if not head:
+            raise DataError(f"{self.name} is empty: expected {expected} with data. "
+                            "Received: a file of 0 bytes")
+        extension = self.path.suffix.lower()
+        if self.format == "parquet":
+            if not head.startswith(PARQUET_MAGIC):
+                raise DataError(
+                    f"Cannot read {self.name} as Parquet: it does not start with the Parquet "
+                    f"signature {PARQUET_MAGIC!r}. Expected a Parquet file (extension "
+                    f"{extension}). Received: {_describe(head)}")
+            return
+        if head.startswith(PARQUET_MAGIC):
+            kind = "a Parquet file"
+        else:
+            kind = next((what for signature, what in _BINARY_SIGNATURES.items()
+                         if head.startswith(signature)), None)
+        if kind is None and b"\x00" in head:
+            kind = "binary data (it contains NUL bytes)"
+        if kind is not None:
+            raise DataError(
+                f"{self.name} is not {expected}: its content is {kind}. Expected {expected} "
+                f"as its extension {extension} says (UTF-8). Received: {_describe(head)}. "
+                "Rename the file to its real type (e.g. .parquet) or convert it.")
+
     def _read_columns(self) -> list[str]:
         if self.format in ("csv", "tsv"):
             records = self._delimited_records()
@@ -134,6 +179,11 @@ class TableReader:
             if header is None or first_row is None:
                 raise self._empty_error("a header row and at least one data row")
             columns = header[1]
+            if columns and columns[0].lstrip().startswith(("{", "[")):
+                raise DataError(
+                    f"{self.name}:{header[0]} looks like JSON, not {self.format.upper()}: the "
+                    f"header starts with {_preview(columns[0])}. Expected a header row of "
+                    "column names. Name JSON Lines files .jsonl.")
         elif self.format == "jsonl":
             records = self._json_records()
             try:
@@ -277,6 +327,11 @@ class TableReader:
                 for values in batch.to_pylist():
                     row += 1
                     yield TableRow(f"{self.name}:row {row}", values)
+
+
+def _describe(head: bytes) -> str:
+    """The first bytes of a file, for an error message."""
+    return f"a file starting with {head[:24]!r}"
 
 
 def _preview(value: Any) -> str:

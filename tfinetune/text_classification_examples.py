@@ -61,6 +61,7 @@ class TextClassificationExamples:
         pairs: list[str] | None = [] if text_pair_column else None
         values: list = []
         locations: list[str] = []
+        label_types = _LabelTypes(label_column)
         for row in reader:
             texts.append(_text(row.values.get(text_column), text_column, row.location))
             if pairs is not None:
@@ -72,6 +73,7 @@ class TextClassificationExamples:
             elif problem_type == "multi-label":
                 values.append(_label_list(raw, label_column, label_delimiter, row.location))
             else:
+                label_types.check(raw, row.location)
                 values.append(_single_label(raw, label_column, row.location))
             locations.append(row.location)
         if not texts:
@@ -100,6 +102,42 @@ class TextClassificationExamples:
             else:
                 targets.append(labels.id_of(value))
         return cls(Path(path), texts, pairs, targets, labels)
+
+
+class _LabelTypes:
+    """Refuses a label column whose values have different JSON types (JSON Lines: `1` in one
+    row, `"positive"` in another): read as text they would silently become one label set."""
+
+    def __init__(self, column: str) -> None:
+        self.column = column
+        self.first: tuple[str, object, str] | None = None
+
+    @staticmethod
+    def kind(value: object) -> str | None:
+        if value is None:
+            return None
+        if isinstance(value, bool):
+            return "booleans"
+        if isinstance(value, (int, float)):
+            return "numbers"
+        if isinstance(value, str):
+            return "strings"
+        return type(value).__name__ + " values"
+
+    def check(self, value: object, location: str) -> None:
+        kind = self.kind(value)
+        if kind is None:
+            return
+        if self.first is None:
+            self.first = (kind, value, location)
+            return
+        first_kind, first_value, first_location = self.first
+        if kind != first_kind:
+            raise DataError(
+                f"Label column '{self.column}' mixes types: {first_kind} (e.g. "
+                f"{first_value!r} at {first_location}) and {kind}. Expected every label to "
+                f"have the same type (all strings or all integers). Received: "
+                f"{self.column}={value!r} at {location}")
 
 
 def _text(value: object, column: str, location: str) -> str:

@@ -118,7 +118,8 @@ class TextClassificationTask(FineTuningTask):
                                pad_token_id=tokenizer.pad_token_id or 0, shuffle=True,
                                seed=config.seed,
                                length_window=tokenized_dataset.TRAIN_LENGTH_WINDOW,
-                               length_granularity=tokenized_dataset.TRAIN_LENGTH_GRANULARITY)
+                               length_granularity=tokenized_dataset.TRAIN_LENGTH_GRANULARITY,
+                               repeat=True)
         return dataset, math.ceil(len(self.train) / config.batch_size)
 
     def prepare_validation(self, tokenizer: Any) -> None:

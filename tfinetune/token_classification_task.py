@@ -231,7 +231,10 @@ class _Encoding:
                    tokenizer.pad_token_id or 0)
 
     def dataset(self, batch_size: int, *, shuffle: bool = False, seed: int | None = None):
-        """`(features, labels)` batches padded to each batch's longest row (labels with -100)."""
+        """`(features, labels)` batches padded to each batch's longest row (labels with -100).
+
+        With `shuffle`: epoch after epoch without end, each epoch's order a function of
+        `(seed, epoch)` only (`tokenized_dataset.shuffled_batches`), so `fit` can resume."""
         from tfinetune import _environment  # noqa: F401
         import tensorflow as tf
 
@@ -241,10 +244,15 @@ class _Encoding:
                                count=int(lengths.sum()))
             return tf.RaggedTensor.from_row_lengths(flat, lengths)
 
-        features = {key: ragged(rows) for key, rows in self.features.items()}
-        dataset = tf.data.Dataset.from_tensor_slices((features, ragged(self.labels)))
+        elements = ({key: ragged(rows) for key, rows in self.features.items()},
+                    ragged(self.labels))
         if shuffle:
-            dataset = dataset.shuffle(len(self.labels), seed=seed, reshuffle_each_iteration=True)
+            from tfinetune.tokenized_dataset import shuffled_batches
+
+            batches = shuffled_batches(elements, len(self.labels), batch_size=batch_size,
+                                       seed=seed, repeat=True)
+        else:
+            batches = tf.data.Dataset.from_tensor_slices(elements).ragged_batch(batch_size)
         pad_token_id = self.pad_token_id
 
         def pad(batch, labels):
@@ -252,7 +260,7 @@ class _Encoding:
                      for key, value in batch.items()}
             return dense, labels.to_tensor(default_value=IGNORED)
 
-        return dataset.ragged_batch(batch_size).map(pad).prefetch(tf.data.AUTOTUNE)
+        return batches.map(pad).prefetch(tf.data.AUTOTUNE)
 
 
 def first_sub_tokens(word_ids: Sequence[int | None], seen: set[int]) -> list[tuple[int, int]]:

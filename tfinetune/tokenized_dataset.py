@@ -48,6 +48,7 @@ def make_dataset(
     length_window: int = 0,
     length_granularity: int = 1,
     pad_to_multiple_of: int = 1,
+    repeat: bool = False,
 ) -> tf.data.Dataset:
     """A `tf.data.Dataset` of `(features, labels)` batches padded to each batch's longest row.
 
@@ -55,19 +56,24 @@ def make_dataset(
         features: Per-example token lists, as returned by `tokenize`.
         targets: Per example a class id, a 0/1 row (multi-label) or a float (regression);
             None for an unlabelled dataset.
-        batch_size: Examples per batch (the last batch may be smaller).
+        batch_size: Examples per batch (the last batch of an epoch may be smaller).
         pad_token_id: Padding value of `input_ids` (masks and segment ids pad with 0).
-        shuffle: Reshuffle the examples every epoch with `seed`.
-        seed: Shuffle seed.
-        length_window: With `shuffle`, group examples of similar length: after the shuffle, sort
-            each window of `length_window` batches by length (stable), cut it into batches and
-            shuffle the batches of the epoch (with `seed`). Every example still comes exactly
-            once per epoch, the number of batches is unchanged (`ceil(rows / batch_size)`), and
-            the order is a function of the seed and epoch only. 0 or 1: plain shuffled batches.
+        shuffle: Shuffle the examples. The order of epoch `e` is a function of `(seed, e)`
+            only (stateless random ops), so a training run resumed in a new process sees the
+            same batches as an uninterrupted one (see `shuffled_batches`).
+        seed: Shuffle seed (a random one when None).
+        length_window: With `shuffle`, group examples of similar length: sort each window of
+            `length_window` shuffled batches by length, cut it into batches and shuffle the
+            batches of the epoch. Every example still comes exactly once per epoch and the
+            number of batches is unchanged (`ceil(rows / batch_size)`). 0 or 1: plain shuffled
+            batches.
         length_granularity: With `length_window`, sort by `length // length_granularity`:
             rows whose lengths differ within a step keep their shuffled order.
         pad_to_multiple_of: Pad each batch's length up to a multiple of this (bounds the number
             of distinct shapes, e.g. for XLA); 1 pads to the longest row only.
+        repeat: With `shuffle`, yield epoch 0, 1, 2, ... one after the other without end (for
+            `model.fit(..., steps_per_epoch=...)`; skip `k` batches to resume after `k` steps).
+            Without it, one epoch (epoch 0's order on every iteration).
     """
     if length_window < 0 or length_granularity < 1 or pad_to_multiple_of < 1:
         raise ValueError(
@@ -75,19 +81,19 @@ def make_dataset(
             f"Received: length_window={length_window}, length_granularity={length_granularity}, "
             f"pad_to_multiple_of={pad_to_multiple_of}")
     ragged = {}
+    row_lengths = None
     for key, rows in features.items():
         lengths = np.fromiter((len(row) for row in rows), dtype=np.int64, count=len(rows))
         flat = np.fromiter((token for row in rows for token in row), dtype=np.int32,
                            count=int(lengths.sum()))
         ragged[key] = tf.RaggedTensor.from_row_lengths(flat, lengths)
+        if key == "input_ids":
+            row_lengths = lengths
     count = len(next(iter(features.values())))
     if targets is not None:
         targets = np.asarray(targets)
         targets = targets.astype(np.float32 if targets.dtype.kind == "f" else np.int32)
     elements = ragged if targets is None else (ragged, tf.constant(targets))
-    dataset = tf.data.Dataset.from_tensor_slices(elements)
-    if shuffle:
-        dataset = dataset.shuffle(count, seed=seed, reshuffle_each_iteration=True)
 
     def pad(batch, labels=None):
         shape = None
@@ -101,34 +107,82 @@ def make_dataset(
                  for key in batch}
         return dense if labels is None else (dense, labels)
 
-    if shuffle and length_window > 1:
-        dataset = _length_grouped_batches(dataset, batch_size, length_window,
-                                          length_granularity, count, seed)
+    if shuffle:
+        grouped = length_window > 1
+        dataset = shuffled_batches(
+            elements, count, batch_size=batch_size, seed=seed,
+            lengths=row_lengths if grouped else None, length_window=length_window,
+            length_granularity=length_granularity, repeat=repeat)
     else:
-        dataset = dataset.ragged_batch(batch_size)
+        dataset = tf.data.Dataset.from_tensor_slices(elements).ragged_batch(batch_size)
     if targets is None:
         return dataset.map(pad).prefetch(tf.data.AUTOTUNE)
     return dataset.map(lambda batch, labels: pad(batch, labels)).prefetch(tf.data.AUTOTUNE)
 
 
-def _length_grouped_batches(dataset: tf.data.Dataset, batch_size: int, length_window: int,
-                            granularity: int, count: int, seed: int | None) -> tf.data.Dataset:
-    """Ragged batches of similar-length examples from an (already shuffled) example dataset."""
+def shuffled_batches(elements, count: int, *, batch_size: int, seed: int | None,
+                     lengths: np.ndarray | None = None, length_window: int = 0,
+                     length_granularity: int = 1, repeat: bool = False) -> tf.data.Dataset:
+    """Shuffled batches of `elements` (a structure of tensors or ragged tensors of `count`
+    rows each), as `ragged_batch` makes them, in an order that depends on `(seed, epoch)` only.
 
-    def sort_by_length(*window):
-        features = window[0]
-        lengths = features["input_ids"].row_lengths()
-        order = tf.argsort(lengths // tf.constant(granularity, lengths.dtype), stable=True)
-        sorted_window = tf.nest.map_structure(lambda rows: tf.gather(rows, order), window)
-        return sorted_window if len(window) > 1 else sorted_window[0]
+    Each epoch's permutation comes from stateless random ops seeded with `(seed, epoch)`: no
+    random state lives in the dataset or its iterators, so batch `b` of epoch `e` is the same
+    in every process, and a resumed run gets back the exact batches it was at by skipping the
+    steps it had done (`dataset.skip(steps_done)` on a `repeat` dataset).
 
-    # Windows are whole numbers of batches, so no batch straddles two windows.
-    dataset = (dataset.ragged_batch(batch_size * length_window)
-               .map(sort_by_length)
-               .unbatch()
-               .ragged_batch(batch_size))
-    batches = -(-count // batch_size)
-    # `unbatch` hides the number of batches; Keras needs it (progress, backups, resume).
-    dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
-    return dataset.shuffle(batches, seed=None if seed is None else seed + 1,
-                           reshuffle_each_iteration=True)
+    With `lengths` (one per row) and `length_window > 1`, each window of `length_window`
+    shuffled batches is sorted (stably) by `lengths // length_granularity` and cut into
+    batches, and the batches of the epoch are shuffled: similar lengths share a batch (little
+    padding), every row still comes once per epoch.
+
+    Args:
+        elements: What `tf.data.Dataset.from_tensor_slices` would slice.
+        count: Rows in `elements`.
+        batch_size: Rows per batch (the last batch of an epoch may be smaller).
+        seed: Shuffle seed (a random one when None).
+        lengths: Per-row lengths for length grouping, or None.
+        length_window: Batches per length-sorted window (0 or 1: no grouping).
+        length_granularity: Lengths within a step of this many tokens count as equal.
+        repeat: Yield epochs 0, 1, 2, ... without end; else epoch 0 only (on every iteration).
+    """
+    if seed is None:
+        seed = int(np.random.SeedSequence().generate_state(1)[0])
+    num_batches = -(-count // batch_size)
+    batch_lengths = np.full(num_batches, batch_size, dtype=np.int64)
+    batch_lengths[-1] = count - (num_batches - 1) * batch_size
+    grouped = lengths is not None and length_window > 1
+    if grouped:
+        buckets = np.asarray(lengths, dtype=np.int64) // length_granularity
+        top = int(buckets.max()) + 1
+        bucket_of = tf.constant(buckets)
+        window_of = tf.constant(np.arange(count, dtype=np.int64) // (batch_size * length_window))
+        positions = tf.range(count, dtype=tf.int64)
+
+    def epoch_batches(epoch):
+        rows = tf.random.experimental.stateless_shuffle(
+            tf.range(count, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64),
+                                                             2 * epoch]))
+        if grouped:
+            # One sort over the epoch: by window, then length bucket, then shuffled position
+            # (a unique key, so the result does not depend on the sort's stability).
+            key = (window_of * top + tf.gather(bucket_of, rows)) * count + positions
+            rows = tf.gather(rows, tf.argsort(key))
+        batches = tf.RaggedTensor.from_row_lengths(rows, batch_lengths)
+        if grouped:
+            order = tf.random.experimental.stateless_shuffle(
+                tf.range(num_batches, dtype=tf.int64),
+                seed=tf.stack([tf.constant(seed, tf.int64), 2 * epoch + 1]))
+            batches = tf.gather(batches, order)
+        return tf.data.Dataset.from_tensor_slices(batches)
+
+    epochs = tf.data.Dataset.counter() if repeat else tf.data.Dataset.range(1)
+    indices = epochs.flat_map(epoch_batches)
+    # Keras needs the number of batches (progress, backups, resume); flat_map hides it.
+    indices = indices.apply(tf.data.experimental.assert_cardinality(
+        tf.data.INFINITE_CARDINALITY if repeat else num_batches))
+
+    def gather(rows):
+        return tf.nest.map_structure(lambda values: tf.gather(values, rows), elements)
+
+    return indices.map(gather)

@@ -86,9 +86,11 @@ def _train(config: FitConfig, task, output_dir: Path, resuming: bool,
            callbacks: Sequence) -> FitResult:
     """Loads the model and trains it (inside `fit`'s precision policy)."""
     labels = task.label_names
-    tokenizer, model = task.load_model()
-
+    import tensorflow as tf
     import tf_keras
+
+    with _checkpointable_dropout():
+        tokenizer, model = task.load_model()
 
     from tfinetune.lean_adamw import LeanAdamW
     from tfinetune.resumable_backup import ResumableBackup
@@ -117,19 +119,42 @@ def _train(config: FitConfig, task, output_dir: Path, resuming: bool,
     checkpoint_dir = output_dir / CHECKPOINT_DIR
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     if not resuming:
-        config.save(checkpoint_dir / "fit_config.yaml")
+        _save_atomically(config, checkpoint_dir / "fit_config.yaml")
+    backup_dir = checkpoint_dir / "backup"
+    position = ResumableBackup.saved_position(backup_dir) if resuming else None
+    steps_done = ResumableBackup.steps_done(position, steps_per_epoch)
+    if position is not None and steps_done >= total_steps:
+        logger.info("Resuming after step %d: training had finished; writing the run's outputs",
+                    steps_done)
+    elif position is not None:
+        epoch, batch = divmod(steps_done, steps_per_epoch)
+        logger.info("Resuming from step %d (epoch %d, batch %d) of the backup in %s",
+                    steps_done, epoch + 1, batch + 1, backup_dir)
+    elif resuming:
+        logger.info("No backup in %s yet: training from the start", backup_dir)
+    fit_options = {}
+    if int(train_dataset.cardinality()) == tf.data.INFINITE_CARDINALITY:
+        # Every epoch in one stream whose order depends on (seed, epoch) only: skipping the
+        # steps done gives the batches the interrupted run was about to train on.
+        train_dataset = train_dataset.skip(steps_done)
+        fit_options["steps_per_epoch"] = steps_per_epoch
+    elif position is not None:
+        logger.warning("The %s training data is reshuffled by iteration, not by epoch: the "
+                       "resumed run sees other batches than an uninterrupted one would",
+                       config.task)
     recorder = TrainingRecorder(checkpoint_dir, monitor=task.monitor)
     all_callbacks = [
         ValidationMetricsCallback(task),
         recorder,
         tf_keras.callbacks.TensorBoard(log_dir=str(output_dir / "logs")),
-        ResumableBackup(str(checkpoint_dir / "backup"), save_steps=config.save_steps),
+        ResumableBackup(str(backup_dir), save_steps=config.save_steps,
+                        save_minutes=config.save_minutes),
         *callbacks,
     ]
     # Keras writes its progress bar to stdout; stdout is for results, so it goes to stderr.
     with contextlib.redirect_stdout(sys.stderr):
         model.fit(train_dataset, epochs=config.epochs, callbacks=all_callbacks,
-                  verbose=1 if sys.stderr.isatty() else 2)
+                  verbose=1 if sys.stderr.isatty() else 2, **fit_options)
 
     best_weights = recorder.best_weights_path
     if best_weights is not None and best_weights.is_file():
@@ -160,13 +185,13 @@ def _check_output_dir(config: FitConfig, output_dir: Path) -> bool:
             f"--output-dir must be a directory. Received: {output_dir} (an existing file)")
     saved_config = output_dir / CHECKPOINT_DIR / "fit_config.yaml"
     if saved_config.is_file():
+        if config.overwrite_output_dir:
+            _clear_run(output_dir)
+            return False
         previous = FitConfig.load(saved_config)
         differences = config.training_differences(previous)
         if not differences:
             return (output_dir / CHECKPOINT_DIR / "backup").is_dir()
-        if config.overwrite_output_dir:
-            _clear_run(output_dir)
-            return False
         changed = ", ".join(f"{name}: {old!r} -> {new!r}"
                             for name, (new, old) in sorted(differences.items()))
         raise RunDirError(
@@ -184,6 +209,29 @@ def _check_output_dir(config: FitConfig, output_dir: Path) -> bool:
     raise RunDirError(
         f"--output-dir {output_dir} already holds {what}. Expected a new or empty directory. "
         "Pass --overwrite-output-dir to replace it, or choose another directory.")
+
+
+@contextlib.contextmanager
+def _checkpointable_dropout():
+    """Models built inside draw dropout masks from `tf.random.Generator`s: their state is a
+    variable, saved in the backups with the weights, so that a resumed run drops the same units
+    as an uninterrupted one (Keras' default random ops keep their state in the kernel; see
+    `ResumableBackup`)."""
+    from tf_keras.backend import experimental
+
+    enabled = experimental.is_tf_random_generator_enabled()
+    experimental.enable_tf_random_generator()
+    try:
+        yield
+    finally:
+        if not enabled:
+            experimental.disable_tf_random_generator()
+
+
+def _save_atomically(config: FitConfig, path: Path) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    config.save(temporary)
+    os.replace(temporary, path)
 
 
 def _clear_run(output_dir: Path) -> None:

@@ -18,9 +18,14 @@ class TrainingRecorder(tf_keras.callbacks.Callback):
     """Records every epoch's logs to `history.json` and keeps the weights of the best epoch.
 
     The best epoch is the one with the highest `monitor` value (validation F1), or the last epoch
-    when there is no such value. Its weights are saved as `best-epoch-<N>.weights.h5`. On resume,
-    epochs at or after the one training restarts from are dropped from the history, since they
-    will run again.
+    when there is no such value. Its weights are saved as `best-epoch-<N>.weights.h5` (written
+    under a temporary name, then renamed). On resume, epochs at or after the one training
+    restarts from are dropped from the history, since they will run again.
+
+    The weights of an epoch that is no longer the best are deleted at the start of the next
+    epoch, once the epoch-end backup (taken after this callback's `on_epoch_end`) is written: a
+    crash before that backup resumes inside the epoch, with the previous best epoch's weights
+    still on disk.
 
     Args:
         directory: Where `history.json` and the best weights live (the run's checkpoint dir).
@@ -48,14 +53,19 @@ class TrainingRecorder(tf_keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         if self._loaded:
+            self._delete_stale_weights()
             return
         self._loaded = True
         kept = [entry for entry in self.history if entry["epoch"] <= epoch]
         if len(kept) != len(self.history) or (self.best_epoch or 0) > epoch:
             self.history = kept
             self.best_epoch = self._best_of(kept)
-        if epoch > 0:
-            logger.info("Resuming training at epoch %d", epoch + 1)
+
+    def _delete_stale_weights(self) -> None:
+        keep = self.best_weights_path
+        for path in self.directory.glob("best-epoch-*.weights.h5"):
+            if path != keep:
+                path.unlink(missing_ok=True)
 
     def on_epoch_end(self, epoch, logs=None):
         entry = {"epoch": epoch + 1}
@@ -63,11 +73,11 @@ class TrainingRecorder(tf_keras.callbacks.Callback):
         self.history = [item for item in self.history if item["epoch"] != epoch + 1] + [entry]
         best = self._best_of(self.history)
         if best == epoch + 1:
-            previous = self.best_weights_path
-            self.best_epoch = best
-            self.model.save_weights(str(self.best_weights_path))
-            if previous is not None and previous != self.best_weights_path and previous.exists():
-                previous.unlink()
+            path = self.directory / f"best-epoch-{best}.weights.h5"
+            partial = self.directory / f"partial-{path.name}"
+            self.model.save_weights(str(partial))
+            os.replace(partial, path)
+        self.best_epoch = best
         self._write()
 
     def _best_of(self, history: list[dict]) -> int | None:

@@ -158,7 +158,8 @@ def test_an_epoch_counts_windows_not_questions(qa_base_model_dir, qa_data, tmp_p
     task.read_data()
     tokenizer = AutoTokenizer.from_pretrained(qa_base_model_dir)
     dataset, steps = task.train_dataset(tokenizer)
-    windows = sum(int(features["input_ids"].shape[0]) for features, _ in dataset)
+    # The training dataset runs epoch after epoch: one epoch is `steps` batches.
+    windows = sum(int(features["input_ids"].shape[0]) for features, _ in dataset.take(steps))
     assert windows > task.train_rows == 160
     assert steps == math.ceil(windows / 16)
     features, labels = next(iter(dataset))

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tfinetune.tokenized_dataset import make_dataset
 
@@ -30,11 +31,22 @@ def grouped(seed=3, **options):
                         pad_token_id=PAD, shuffle=True, seed=seed, length_window=4, **options)
 
 
+STEPS = math.ceil(len(LENGTHS) / 8)
+
+
+def repeated_epochs(dataset, count, steps=STEPS):
+    """The first `count` epochs of a `repeat=True` dataset (`steps` batches each)."""
+    batches = iter(dataset)
+    return [[(x["input_ids"].numpy(), x["attention_mask"].numpy(), y.numpy())
+             for x, y in (next(batches) for _ in range(steps))] for _ in range(count)]
+
+
 def test_length_grouping_yields_every_row_once_per_epoch_with_its_label_and_mask():
     dataset = grouped()
     # Keras reads the number of steps from the cardinality (progress, backups, resume).
     assert int(dataset.cardinality()) == math.ceil(103 / 8)
-    for batches in epochs(dataset, 2):
+    assert int(grouped(repeat=True).cardinality()) == tf.data.INFINITE_CARDINALITY
+    for batches in epochs(dataset, 1) + repeated_epochs(grouped(repeat=True), 3)[1:]:
         assert len(batches) == math.ceil(103 / 8)
         labels = np.concatenate([y for _, _, y in batches])
         assert sorted(labels.tolist()) == list(range(103))
@@ -44,13 +56,28 @@ def test_length_grouping_yields_every_row_once_per_epoch_with_its_label_and_mask
             assert (ids[mask == 0] == PAD).all()
 
 
-def test_length_grouping_is_deterministic_per_seed_and_reshuffles_each_epoch():
-    first, second = epochs(grouped(seed=3), 2), epochs(grouped(seed=3), 2)
-    order = [[y.tolist() for _, _, y in epoch] for epoch in first]
-    assert order == [[y.tolist() for _, _, y in epoch] for epoch in second]
-    assert order[0] != order[1]
-    other = [[y.tolist() for _, _, y in epoch] for epoch in epochs(grouped(seed=4), 2)]
-    assert other != order
+def labels_of(epochs_):
+    return [[y.tolist() for _, _, y in epoch] for epoch in epochs_]
+
+
+@pytest.mark.parametrize("window", [4, 0])
+def test_each_epochs_order_is_a_function_of_seed_and_epoch_only(window):
+    def dataset(seed=3):
+        return make_dataset(rows_of_lengths(LENGTHS), list(range(len(LENGTHS))), batch_size=8,
+                            shuffle=True, seed=seed, length_window=window, repeat=True)
+
+    order = labels_of(repeated_epochs(dataset(), 3))
+    assert order == labels_of(repeated_epochs(dataset(), 3))
+    assert order[0] != order[1] != order[2]
+    assert labels_of(repeated_epochs(dataset(seed=4), 3)) != order
+    # A fresh dataset that skips the batches of 1 epoch and 5 steps (a run resumed in a new
+    # process) continues exactly where the first one was.
+    resumed = dataset().skip(13 + 5)
+    assert labels_of(repeated_epochs(resumed, 1, steps=13 + 8))[0] == order[1][5:] + order[2]
+    # Without `repeat`, every iteration is epoch 0.
+    once = make_dataset(rows_of_lengths(LENGTHS), list(range(len(LENGTHS))), batch_size=8,
+                        shuffle=True, seed=3, length_window=window)
+    assert labels_of(epochs(once, 2)) == [order[0], order[0]]
 
 
 def test_a_window_spanning_the_data_makes_batches_of_consecutive_lengths():

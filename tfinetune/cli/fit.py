@@ -63,8 +63,11 @@ SCHEDULE_CHOICES = list(SCHEDULES) + ["constant_with_warmup"]
               help="mixed_bfloat16 computes in bfloat16 with float32 weights: faster on CPUs "
                    "with AVX512-BF16/AMX, slower on others. [default: float32]")
 @click.option("--save-steps", type=int,
-              help="Back up the training state every N steps (and every epoch) so that "
-                   "re-running the command resumes. [default: 500]")
+              help="Back up the training state every N steps so that re-running the command "
+                   "resumes after a crash. [default: by time and epoch only]")
+@click.option("--save-minutes", type=float,
+              help="Also back up whenever this many minutes of training have passed since the "
+                   "last backup (and at every epoch end); 0: no time trigger. [default: 10]")
 @click.option("--problem-type", type=click.Choice(["single-label", "multi-label", "regression"]),
               help="One label per text, a set of labels per text, or a number. "
                    "[default: single-label]")
