@@ -94,9 +94,13 @@ class _RequestHandler(http.server.BaseHTTPRequestHandler):
             self._send(400, error_body(str(error)), JSON_CONTENT_TYPE, owner.cors)
             self.close_connection = True
             return
-        status, payload, content_type = owner.respond(
-            self.command, urllib.parse.urlsplit(self.path).path, body, self.headers)
-        self._send(status, payload, content_type, owner.cors)
+        owner._responding_changed(+1)  # until the answer is written: stop() waits for it
+        try:
+            status, payload, content_type = owner.respond(
+                self.command, urllib.parse.urlsplit(self.path).path, body, self.headers)
+            self._send(status, payload, content_type, owner.cors)
+        finally:
+            owner._responding_changed(-1)
 
     def _read_body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
@@ -185,6 +189,7 @@ class RestServer:
         self._thread: threading.Thread | None = None
         self._connections: set[socket.socket] = set()
         self._in_flight = 0
+        self._responding = 0  # requests read and not yet answered (in flight, or being sent)
         self._max_in_flight = max_in_flight
         self._idle = threading.Condition()
         self.stopping = False
@@ -248,11 +253,11 @@ class RestServer:
         self._httpd.server_close()
         deadline = None if grace is None else time.monotonic() + grace
         with self._idle:
-            while self._in_flight:
+            while self._responding:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     logger.warning("%d REST request(s) still running after %.1f s",
-                                   self._in_flight, grace)
+                                   self._responding, grace)
                     break
                 self._idle.wait(remaining)
             connections = list(self._connections)
@@ -293,6 +298,11 @@ class RestServer:
                 self._in_flight -= 1
                 self._idle.notify_all()
         return response.status, response.body, JSON_CONTENT_TYPE
+
+    def _responding_changed(self, delta: int) -> None:
+        with self._idle:
+            self._responding += delta
+            self._idle.notify_all()
 
     def _track(self, connection: socket.socket, is_open: bool) -> None:
         with self._idle:

@@ -1,13 +1,17 @@
 """Serving keeps serving (issue 6): graceful shutdown of a real `tfinetune serve` process.
 
-SIGTERM stops accepting new requests at once, lets the requests in flight finish within
-`--grace-seconds`, cancels those still running after it, and exits 0. The `spin` model runs as
-long as asked (a loop of `iterations` steps), calibrated against the process under test.
+SIGTERM stops accepting new requests at once (gRPC and REST), lets the requests in flight
+finish within `--grace-seconds`, cancels those still running after it, and exits 0. The `spin`
+model runs as long as asked (a loop of `iterations` steps), calibrated against the process.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import http.client
+import json
 import signal
+import socket
 import time
 
 import grpc
@@ -32,10 +36,37 @@ def iterations_for(stub, seconds: float) -> int:
     return int(100_000 * seconds / max(time.monotonic() - start, 1e-3))
 
 
-def serve_spin(model_bases, grace_seconds: float) -> ServeProcess:
+def serve_spin(model_bases, grace_seconds: float, *flags: str) -> ServeProcess:
     return ServeProcess("--port=0", "--model_name=spin",
                         f"--model_base_path={model_bases['spin']}",
-                        "--file_system_poll_wait_seconds=0", f"--grace-seconds={grace_seconds}")
+                        "--file_system_poll_wait_seconds=0", f"--grace-seconds={grace_seconds}",
+                        *flags)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def rest_spin(port: int, iterations: int) -> tuple[int, dict]:
+    """POSTs a spin request to the REST API: (HTTP status, JSON body)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
+    try:
+        connection.request("POST", "/v1/models/spin:predict",
+                           body=json.dumps({"inputs": {"iterations": iterations}}))
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def rest_refusal(port: int) -> str:
+    """How the REST port answers a new request: "refused" (no listener) or the HTTP status."""
+    try:
+        return str(rest_spin(port, 1)[0])
+    except ConnectionRefusedError:
+        return "refused"
 
 
 def code_of(call, request) -> grpc.StatusCode:
@@ -47,14 +78,17 @@ def code_of(call, request) -> grpc.StatusCode:
 
 
 def test_sigterm_finishes_in_flight_requests_refuses_new_ones_and_exits_0(model_bases):
-    with serve_spin(model_bases, grace_seconds=30) as serve:
+    rest_port = free_port()
+    with serve_spin(model_bases, 30, f"--rest_api_port={rest_port}") as serve, \
+            concurrent.futures.ThreadPoolExecutor(1) as pool:
         address = serve.wait_for(r"Serving model 'spin' version 1 on (\S+)").group(1)
         channel = grpc.insecure_channel(address)
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         iterations = iterations_for(stub, 3.0)
         in_flight = stub.Predict.future(spin_request(iterations), timeout=TIMEOUT)
+        rest_in_flight = pool.submit(rest_spin, rest_port, iterations)
         time.sleep(0.5)
-        running_at_sigterm = not in_flight.done()
+        running_at_sigterm = not in_flight.done() and not rest_in_flight.done()
         sent = time.monotonic()
         serve.process.send_signal(signal.SIGTERM)
         serve.wait_for(r"Stopping: finishing in-flight requests")
@@ -64,7 +98,9 @@ def test_sigterm_finishes_in_flight_requests_refuses_new_ones_and_exits_0(model_
                 prediction_service_pb2_grpc.PredictionServiceStub(fresh).Predict,
                 spin_request(1))
         same_channel_code = code_of(stub.Predict, spin_request(1))
+        new_rest = rest_refusal(rest_port)
         response = in_flight.result()
+        rest_response = rest_in_flight.result()
         exit_code = serve.process.wait(timeout=TIMEOUT)
         stopped_after = time.monotonic() - sent
         channel.close()
@@ -74,6 +110,8 @@ def test_sigterm_finishes_in_flight_requests_refuses_new_ones_and_exits_0(model_
     assert list(response.outputs["count"].int64_val) == [iterations]  # finished, not cut short
     assert new_channel_code == grpc.StatusCode.UNAVAILABLE
     assert same_channel_code == grpc.StatusCode.UNAVAILABLE
+    assert rest_response == (200, {"outputs": iterations})
+    assert new_rest == "refused"
     assert exit_code == 0
     assert stopped_after < 30
     assert "Server stopped." in output
