@@ -174,9 +174,13 @@ def _with_ignored_flags(function):
                    help="Refuse requests whose API does not match the signature's method.")
 @tf_serving_option("enable_serialization_as_tensor_content", type=bool, default=False,
                    help="Write output tensors as tensor_content.")
+@click.option("--engine", type=click.Choice(["tfinetune", "tensorflow-model-server"]),
+              default="tfinetune", show_default=True,
+              help="tensorflow-model-server: run TF Serving's own binary (on PATH) with these "
+                   "flags instead of this server.")
 @_with_ignored_flags
 def command(model_name: str, model_base_path: str | None, model_version_policy: str,
-            saved_model_tags: str, grace_seconds: float, **flags) -> None:
+            saved_model_tags: str, grace_seconds: float, engine: str, **flags) -> None:
     """Serve SavedModels over TensorFlow Serving's API (the latest version by default).
 
     PredictionService (Predict, Classify, Regress, MultiInference, GetModelMetadata),
@@ -190,6 +194,10 @@ def command(model_name: str, model_base_path: str | None, model_version_policy: 
     tfinetune serve --model-name sentiment --model-base-path /models/sentiment --port 8500
     tfinetune serve --model_config_file=/models/models.config --rest_api_port=8501
     """
+    if engine == "tensorflow-model-server":
+        from tfinetune.cli.model_server_engine import ModelServerEngine
+
+        ModelServerEngine.from_context(click.get_current_context()).exec()
     ignored = {name: flags.pop(name) for name in IGNORED_TF_SERVING_FLAGS}
     for name, value in ignored.items():
         if value is not None:
