@@ -15,6 +15,7 @@ import binascii
 import enum
 import json
 import math
+import re
 from typing import Any, Callable, Mapping
 
 import grpc
@@ -35,6 +36,13 @@ _UINT64_MAX = (1 << 64) - 1
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 # The largest integers a float / double holds exactly (IsLosslessDecimal's kMaxInt).
 _MAX_EXACT_INT = {"float": (1 << 24) - 1, "double": (1 << 53) - 1}
+# Longest text of a request value quoted in an error message (TF Serving quotes it whole).
+MAX_VALUE_TEXT = 16 * 1024
+_PRETTY = json.JSONEncoder(indent=4, ensure_ascii=False)
+# A tensor has at most `_MAX_RANK` dimensions (numpy's limit; TF allows 254): a deeper JSON list
+# is refused before it is walked.
+_MAX_RANK = 64
+_LONG_NUMBER = re.compile(r"[0-9]{1000,}")
 # rapidjson's messages for the parse errors Python's json module reports.
 _PARSE_ERRORS = {
     "Expecting value": "Invalid value.",
@@ -97,15 +105,36 @@ def parse_json(body: bytes | str) -> dict:
         message = _PARSE_ERRORS.get(error.msg, error.msg)
         raise invalid(f"JSON Parse error: {message} at offset: {error.pos}") from None
     except RecursionError:
-        raise invalid("JSON Parse error: Invalid value. at offset: 0") from None
+        raise invalid("JSON Parse error: Invalid value. at offset: 0 (the document is nested "
+                      "too deeply)") from None
+    except ValueError:  # an integer of more digits than Python converts (sys.int_info)
+        digits = _LONG_NUMBER.search(body)
+        raise invalid(f"JSON Parse error: Number too big to be stored in double. at offset: "
+                      f"{digits.start() if digits else 0}") from None
     if not isinstance(doc, dict):
         raise format_error(doc, "Is not object")
     return doc
 
 
 def value_string(value: Any) -> str:
-    """TF Serving's `JsonValueToString`: the value as rapidjson's PrettyWriter writes it."""
-    return json.dumps(value, indent=4, ensure_ascii=False)
+    """TF Serving's `JsonValueToString`: the value as rapidjson's PrettyWriter writes it.
+
+    Error messages quote request values with it: past `MAX_VALUE_TEXT` characters the text is
+    cut (`...TRUNCATED`), so that a huge or deeply nested request cannot make its error message
+    cost more than the request.
+    """
+    parts, size = [], 0
+    try:
+        for chunk in _PRETTY.iterencode(value):  # lazily: stops at the limit
+            parts.append(chunk)
+            size += len(chunk)
+            if size > MAX_VALUE_TEXT:
+                break
+    except (RecursionError, ValueError):
+        parts.append(" ...")
+        size = MAX_VALUE_TEXT + 1
+    text = "".join(parts)
+    return text[:MAX_VALUE_TEXT] + "...TRUNCATED" if size > MAX_VALUE_TEXT else text
 
 
 def json_type(value: Any) -> str:
@@ -256,6 +285,9 @@ def _fill_values(value: Any, level: int, shape: list[int], dtype: int, out: list
 
 def _dense_values(value: Any, dtype: int) -> tuple[list[int], list]:
     shape = _dense_shape(value)
+    if len(shape) > _MAX_RANK:
+        raise invalid(f"JSON Value: a list nested {len(shape)} levels deep; a tensor has at "
+                      f"most {_MAX_RANK} dimensions")
     values: list = []
     _fill_values(value, 0, shape, dtype, values)
     return shape, values

@@ -121,7 +121,8 @@ def _parse_route(method: str, path: str) -> _Route | None:
     name, version, label, verb = match.groups()
     route = _Route(model_name=urllib.parse.unquote(name or ""))
     if version is not None:
-        number = int(version)
+        # More digits than an int64 has: refused before int() (which refuses thousands).
+        number = int(version) if len(version.lstrip("0")) <= 19 else _INT64_MAX + 1
         if number > _INT64_MAX:
             raise json_tensor.invalid(f"Failed to convert version: {version} to numeric.")
         route.version = number

@@ -31,6 +31,7 @@ from serving.batch_scheduler import BatchScheduler
 from serving.batching_parameters import BatchingParameters
 from serving.config_file_poller import ConfigFilePoller
 from serving.model_config_list import ModelConfigList
+from serving.malformed_request_interceptor import MalformedRequestInterceptor
 from serving.metrics_interceptor import MetricsInterceptor
 from serving.model_manager import ModelManager
 from serving.model_servicer import ModelServicer
@@ -181,7 +182,8 @@ class Server:
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=self._max_workers,
                                        thread_name_prefix="serving-grpc"),
-            interceptors=[MetricsInterceptor()],
+            # Unparsable request bytes: INVALID_ARGUMENT (counted), not gRPC's INTERNAL.
+            interceptors=[MetricsInterceptor(), MalformedRequestInterceptor()],
             # Past the limit gRPC answers RESOURCE_EXHAUSTED at once, before reading the
             # request, instead of queueing it for a worker thread.
             maximum_concurrent_rpcs=self.options.max_in_flight_requests or None,
