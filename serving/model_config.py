@@ -4,6 +4,7 @@ platform, version policy and version labels)."""
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Mapping
 
@@ -24,7 +25,9 @@ class ModelConfig:
 
     Attributes:
         name: The name requests put in `ModelSpec.name`.
-        base_path: The directory of the model's integer-named version directories.
+        base_path: The directory of the model's integer-named version directories, made
+            absolute against the working directory (symlinks are kept, so that a base path
+            that is a symlink can be switched while serving).
         version_policy: Which versions to serve (default: the latest).
         version_labels: Label -> version, for `ModelSpec.version_label`.
         platform: The model platform; only "tensorflow" is served.
@@ -37,5 +40,5 @@ class ModelConfig:
     platform: str = TENSORFLOW_PLATFORM
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "base_path", Path(self.base_path))
+        object.__setattr__(self, "base_path", Path(os.path.abspath(self.base_path)))
         object.__setattr__(self, "version_labels", dict(self.version_labels))

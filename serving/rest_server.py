@@ -4,16 +4,23 @@ It carries the REST API (`RestApiHandler`, every path under `/v1/`) and, when mo
 enabled, the Prometheus page. It is the standard library's `ThreadingHTTPServer` speaking
 HTTP/1.1 (keep-alive, chunked and gzip request bodies); at most `num_threads` requests are
 processed at once (`--rest_api_num_threads`), further ones wait for a free slot.
+
+Hostile requests get a 4xx answer, never an unbounded allocation: a body (declared, chunked, or
+once gunzipped) larger than `--rest_api_max_body_bytes` is refused with 413 before it is read
+(`max_body_bytes`); malformed framing gets 400. With `--rest_api_ssl_config_file` the port
+speaks HTTPS (TLS handshakes run on the connection's thread, not the accept loop), and with
+`client_verify` it requires a client certificate signed by `custom_ca`.
 """
 
 from __future__ import annotations
 
-import gzip
 import http.server
+import ipaddress
 import logging
 import os
 import re
 import socket
+import ssl
 import threading
 import time
 import urllib.parse
@@ -30,15 +37,65 @@ from serving.rest_api_handler import RestResponse
 from serving.rest_api_handler import error_body
 from serving.server_options import ANY_FREE_PORT
 from serving.serving_error import ServingError
+from serving.ssl_config import SslConfig
 
 logger = logging.getLogger(__name__)
 
 JSON_CONTENT_TYPE = "application/json"
+DEFAULT_MAX_BODY_BYTES = 64 << 20
+# After refusing a body, read (and drop) at most this much of it before closing, so that the
+# client receives the 413 instead of a connection reset.
+_DRAIN_BYTES = 1 << 20
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
 _API_PATH = re.compile(r"/v1/.*", re.IGNORECASE | re.DOTALL)  # HttpRestApiHandler::kPathRegex
 # TF Serving's AddCORSHeaders (model_servers/http_rest_api_util.cc).
 CORS_HEADERS = (("Access-Control-Allow-Origin", "*"),
                 ("Access-Control-Allow-Methods", "POST, GET"),
                 ("Access-Control-Allow-Headers", "Content-Type"))
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+class _BodyTooLarge(Exception):
+    """A request body over the limit (HTTP 413); `unread`: bytes of it still on the socket."""
+
+    def __init__(self, message: str, unread: int) -> None:
+        super().__init__(message)
+        self.unread = unread
+
+
+def _gunzip(body: bytes, limit: int) -> bytes:
+    """Decompresses a gzip body (all its members), never to more than `limit` bytes.
+
+    Raises:
+        _BodyTooLarge: the decompressed body is over `limit` bytes (a "gzip bomb").
+        ValueError: the data is not gzip or is truncated.
+    """
+    if not body:
+        return body
+    out, total, data = [], 0, body
+    try:
+        while True:
+            decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)  # gzip header and trailer
+            chunk = decompressor.decompress(data, limit - total + 1)
+            total += len(chunk)
+            if total > limit:
+                raise _BodyTooLarge(f"The gzip request body decompresses to more than the limit "
+                                    f"of {limit} bytes (--rest_api_max_body_bytes)", 0)
+            out.append(chunk)
+            if not decompressor.eof:
+                raise ValueError("Failed to uncompress the gzip request body: the data is "
+                                 "truncated")
+            data = decompressor.unused_data
+            if not data.strip(b"\0"):
+                return b"".join(out)
+    except zlib.error as error:
+        raise ValueError(f"Failed to uncompress the gzip request body: {error}") from None
 
 
 class _HttpServer(http.server.ThreadingHTTPServer):
@@ -53,6 +110,14 @@ class _HttpServer(http.server.ThreadingHTTPServer):
             self.address_family = socket.AF_INET6
         super().__init__(address, handler_class)
 
+    def get_request(self):
+        connection, address = super().get_request()
+        context = self.owner.ssl_context
+        if context is not None:  # the handshake runs in the request's thread (handle())
+            connection = context.wrap_socket(connection, server_side=True,
+                                             do_handshake_on_connect=False)
+        return connection, address
+
     def handle_error(self, request, client_address) -> None:  # a client went away mid-request
         logger.debug("REST connection from %s failed", client_address, exc_info=True)
 
@@ -66,6 +131,23 @@ class _RequestHandler(http.server.BaseHTTPRequestHandler):
         self._answer()
 
     do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_GET  # noqa: N815
+
+    def handle_expect_100(self) -> bool:
+        """No `100 Continue` for a body over the limit: the 413 comes instead, unread."""
+        length = self.headers.get("Content-Length", "").strip()
+        if length.isdigit() and (len(length) > 19
+                                 or int(length) > self.server.owner.max_body_bytes):
+            return True
+        return super().handle_expect_100()
+
+    def handle(self) -> None:
+        if isinstance(self.connection, ssl.SSLSocket):
+            try:
+                self.connection.do_handshake()
+            except (OSError, ValueError) as error:  # ssl.SSLError is an OSError
+                logger.debug("TLS handshake with %s failed: %s", self.client_address, error)
+                return
+        super().handle()
 
     def setup(self) -> None:
         super().setup()
@@ -89,10 +171,15 @@ class _RequestHandler(http.server.BaseHTTPRequestHandler):
     def _answer(self) -> None:
         owner: RestServer = self.server.owner
         try:
-            body = self._read_body()
-        except ValueError as error:
-            self._send(400, error_body(str(error)), JSON_CONTENT_TYPE, owner.cors)
+            body = self._read_body(owner.max_body_bytes)
+        except _BodyTooLarge as error:
             self.close_connection = True
+            self._send(413, error_body(str(error)), JSON_CONTENT_TYPE, owner.cors)
+            self._drain(error.unread)
+            return
+        except ValueError as error:
+            self.close_connection = True
+            self._send(400, error_body(str(error)), JSON_CONTENT_TYPE, owner.cors)
             return
         owner._responding_changed(+1)  # until the answer is written: stop() waits for it
         try:
@@ -102,9 +189,15 @@ class _RequestHandler(http.server.BaseHTTPRequestHandler):
         finally:
             owner._responding_changed(-1)
 
-    def _read_body(self) -> bytes:
+    def _read_body(self, limit: int) -> bytes:
+        """The request body, de-chunked and gunzipped.
+
+        Raises:
+            _BodyTooLarge: the body (declared, read, or gunzipped) is over `limit` bytes.
+            ValueError: malformed framing or gzip data.
+        """
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            body = self._read_chunked()
+            body = self._read_chunked(limit)
         else:
             length = self.headers.get("Content-Length")
             try:
@@ -113,28 +206,52 @@ class _RequestHandler(http.server.BaseHTTPRequestHandler):
                 raise ValueError(f"Invalid Content-Length: {length}") from None
             if size < 0:
                 raise ValueError(f"Invalid Content-Length: {length}")
+            if size > limit:
+                raise _BodyTooLarge(f"Request body of {size} bytes is larger than the limit of "
+                                    f"{limit} bytes (--rest_api_max_body_bytes)", size)
             body = self.rfile.read(size) if size else b""
+            if len(body) < size:
+                raise ValueError(f"The request body ended after {len(body)} of the {size} bytes "
+                                 f"of its Content-Length")
         if self.headers.get("Content-Encoding", "").strip().lower() == "gzip":
-            try:
-                body = gzip.decompress(body)
-            except (OSError, EOFError, zlib.error) as error:
-                raise ValueError(f"Failed to uncompress the gzip request body: {error}") from None
+            body = _gunzip(body, limit)
         return body
 
-    def _read_chunked(self) -> bytes:
-        chunks = []
+    def _read_chunked(self, limit: int) -> bytes:
+        chunks, total = [], 0
         while True:
             line = self.rfile.readline(65537).split(b";", 1)[0].strip()
-            try:
-                size = int(line, 16)
-            except ValueError:
-                raise ValueError("Malformed chunked request body") from None
+            if not _CHUNK_SIZE.fullmatch(line):
+                raise ValueError("Malformed chunked request body: expected a hexadecimal chunk "
+                                 f"size, received {line[:32]!r}")
+            size = int(line, 16)
             if size == 0:
                 while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
                     pass  # trailers
                 return b"".join(chunks)
-            chunks.append(self.rfile.read(size))
+            if total + size > limit:
+                raise _BodyTooLarge(f"Chunked request body is larger than the limit of {limit} "
+                                    f"bytes (--rest_api_max_body_bytes)", size)
+            chunk = self.rfile.read(size)
+            if len(chunk) < size:
+                raise ValueError("Malformed chunked request body: a chunk ended early")
+            chunks.append(chunk)
+            total += size
             self.rfile.readline(65537)  # CRLF after the chunk
+
+    def _drain(self, unread: int) -> None:
+        """Reads and drops up to `_DRAIN_BYTES` of a refused body (closing a socket with unread
+        data resets the connection, and the client would not see the answer)."""
+        remaining = min(unread, _DRAIN_BYTES)
+        try:
+            self.connection.settimeout(1.0)
+            while remaining > 0:
+                data = self.rfile.read1(min(remaining, 65536))
+                if not data:
+                    break
+                remaining -= len(data)
+        except (OSError, ValueError):
+            pass
 
     def _send(self, status: int, body: bytes, content_type: str, cors: bool) -> None:
         self.send_response(status)
@@ -170,14 +287,21 @@ class RestServer:
         metrics: Whose page to serve; default `Metrics.default()`.
         max_in_flight: Most requests running or waiting for a slot; past it a request is
             answered 429 at once (`--max_in_flight_requests`). 0: no limit.
+        max_body_bytes: Largest request body accepted (after gunzip); larger ones get 413.
+        ssl_context: Serve HTTPS with this server-side context; default plain HTTP.
     """
 
     def __init__(self, handler: RestApiHandler, *, host: str = "127.0.0.1", port: int = 0,
                  num_threads: int = 4, enable_cors: bool = False,
                  metrics_path: str | None = None, metrics: Metrics | None = None,
-                 max_in_flight: int = 0) -> None:
+                 max_in_flight: int = 0, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         if num_threads < 1:
             raise ValueError(f"num_threads must be >= 1. Received: num_threads={num_threads}")
+        if max_body_bytes < 1:
+            raise ValueError(f"max_body_bytes must be >= 1. Received: {max_body_bytes}")
+        self.max_body_bytes = max_body_bytes
+        self.ssl_context = ssl_context
         self._handler = handler
         self._host = host
         self._requested_port = port
@@ -200,7 +324,8 @@ class RestServer:
         `rest_api_port` is 0 (REST off, as in TF Serving).
 
         Raises:
-            ServingError: `monitoring_config_file` cannot be read or parsed.
+            ServingError: `monitoring_config_file` or `rest_api_ssl_config_file` cannot be read
+                or parsed.
         """
         metrics_path = None
         if options.monitoring_config_file:
@@ -212,11 +337,25 @@ class RestServer:
             return None
         port = 0 if options.rest_api_port == ANY_FREE_PORT else options.rest_api_port
         handler = RestApiHandler(manager, timeout_in_ms=options.rest_api_timeout_in_ms)
+        ssl_context = None
+        if options.rest_api_ssl_config_file:
+            ssl_context = SslConfig.from_file(options.rest_api_ssl_config_file).ssl_context()
+        elif options.ssl_config_file and not _is_loopback(options.host):
+            logger.warning("gRPC uses TLS (--ssl_config_file) but the REST API on %s is plain "
+                           "HTTP: set --rest_api_ssl_config_file too, or keep REST on loopback.",
+                           options.host)
         return cls(handler, host=options.host, port=port,
                    num_threads=options.rest_api_num_threads or 4 * (os.cpu_count() or 1),
                    enable_cors=options.rest_api_enable_cors_support,
                    metrics_path=metrics_path,
-                   max_in_flight=options.max_in_flight_requests)
+                   max_in_flight=options.max_in_flight_requests,
+                   max_body_bytes=options.rest_api_max_body_bytes,
+                   ssl_context=ssl_context)
+
+    @property
+    def scheme(self) -> str:
+        """`https` with an SSL context, else `http`."""
+        return "https" if self.ssl_context is not None else "http"
 
     @property
     def port(self) -> int:
@@ -240,7 +379,7 @@ class RestServer:
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={
             "poll_interval": 0.2}, name="serving-rest", daemon=True)
         self._thread.start()
-        logger.info("REST API listening on %s:%d", self._host, self.port)
+        logger.info("REST API listening on %s://%s:%d", self.scheme, self._host, self.port)
         return self
 
     def stop(self, grace: float | None = 10.0) -> None:

@@ -35,6 +35,10 @@ class ServerOptions:
         rest_api_num_threads: REST worker threads (default 4 x CPUs).
         rest_api_timeout_in_ms: Deadline of a REST request.
         rest_api_enable_cors_support: Add CORS headers to REST responses.
+        rest_api_max_body_bytes: Largest REST request body (after gunzip); larger ones are
+            answered 413 without being read.
+        rest_api_ssl_config_file: A text `SSLConfig` (same format as `ssl_config_file`, may be
+            the same file): the REST API speaks HTTPS.
         model_config_file: A text `ModelServerConfig` (`model_config_list { config { ... } }`);
             when set, the single-model name/base path are not used.
         model_config_file_poll_wait_seconds: Re-read `model_config_file` this often; 0 never.
@@ -67,6 +71,8 @@ class ServerOptions:
     rest_api_num_threads: Optional[int] = None
     rest_api_timeout_in_ms: int = 30000
     rest_api_enable_cors_support: bool = False
+    rest_api_max_body_bytes: int = 64 * 1024 * 1024
+    rest_api_ssl_config_file: Optional[str] = None
     model_config_file: Optional[str] = None
     model_config_file_poll_wait_seconds: float = 0.0
     file_system_poll_wait_seconds: float = 1.0
@@ -97,6 +103,9 @@ class ServerOptions:
             # TF Serving's exact text (server.cc).
             raise ValueError("server_options.batching_parameters_file is set without setting "
                              "server_options.enable_batching to true.")
+        if self.rest_api_max_body_bytes < 1:
+            raise ValueError("rest_api_max_body_bytes must be positive. "
+                             f"Received: {self.rest_api_max_body_bytes}")
         if self.grpc_max_message_bytes < 1:
             raise ValueError("grpc_max_message_bytes must be positive. "
                              f"Received: {self.grpc_max_message_bytes}")

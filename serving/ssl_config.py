@@ -1,6 +1,7 @@
 """`SslConfig`: `--ssl_config_file`, TF Serving's text `SSLConfig` proto
 (`config/ssl_config.proto`), turned into gRPC server credentials the way `server.cc`
-(`BuildServerCredentialsFromSSLConfigFile`) builds them.
+(`BuildServerCredentialsFromSSLConfigFile`) builds them; `--rest_api_ssl_config_file` (same
+format, may be the same file) into the `ssl.SSLContext` of the HTTPS REST API.
 
 The fields hold the PEM text itself, not file paths:
 
@@ -13,6 +14,8 @@ The fields hold the PEM text itself, not file paths:
 from __future__ import annotations
 
 import dataclasses
+import ssl
+import tempfile
 from pathlib import Path
 
 import grpc
@@ -98,6 +101,36 @@ class SslConfig:
         finally:
             probe.stop(None)
         return None
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The same settings as a server-side `ssl.SSLContext` (HTTPS for the REST API):
+        `client_verify` requires a client certificate signed by `custom_ca`; with `custom_ca`
+        alone a client certificate is optional, and verified against it when offered.
+
+        Raises:
+            ServingError: INVALID_ARGUMENT when the key, certificate or CA is refused.
+        """
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        # ssl loads a key and certificate only from files: a private directory, removed at once.
+        with tempfile.TemporaryDirectory(prefix="tfinetune-tls-") as directory:
+            cert_file = Path(directory) / "cert.pem"
+            key_file = Path(directory) / "key.pem"
+            cert_file.write_text(self.server_cert)
+            key_file.touch(mode=0o600)
+            key_file.write_text(self.server_key)
+            try:
+                context.load_cert_chain(cert_file, key_file)
+            except (ssl.SSLError, OSError) as error:
+                raise _invalid(f"The server key or certificate was refused for HTTPS: "
+                               f"{error}") from None
+        if self.custom_ca:
+            try:
+                context.load_verify_locations(cadata=self.custom_ca)
+            except (ssl.SSLError, ValueError) as error:
+                raise _invalid(f"custom_ca was refused for HTTPS: {error}") from None
+            context.verify_mode = ssl.CERT_REQUIRED if self.client_verify else ssl.CERT_OPTIONAL
+        return context
 
     def server_credentials(self) -> grpc.ServerCredentials:
         """`grpc.ssl_server_credentials` as TF Serving builds `SslServerCredentialsOptions`:

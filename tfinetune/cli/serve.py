@@ -150,6 +150,12 @@ def _with_ignored_flags(function):
                    show_default=True, help="Deadline of a REST request.")
 @tf_serving_option("rest_api_enable_cors_support", type=bool, default=False,
                    help="Add CORS headers to REST responses.")
+@tf_serving_option("rest_api_max_body_bytes", type=click.IntRange(min=1), default=64 * 2**20,
+                   show_default=True,
+                   help="Largest REST request body (after gunzip); larger ones get HTTP 413.")
+@tf_serving_option("rest_api_ssl_config_file", metavar="FILE",
+                   help="SSLConfig text file (as --ssl-config-file, may be the same file): "
+                        "HTTPS for the REST API.")
 @tf_serving_option("enable_batching", type=bool, default=False,
                    help="Merge concurrent requests to the same signature into one run.")
 @tf_serving_option("batching_parameters_file", metavar="FILE",
@@ -264,7 +270,8 @@ def run(config: ServeConfig) -> None:
                        f"on {server.address}", err=True)
         if server.rest_port is not None:
             host = f"[{options.host}]" if ":" in options.host else options.host
-            click.echo(f"REST API on http://{host}:{server.rest_port}", err=True)
+            scheme = "https" if options.rest_api_ssl_config_file else "http"
+            click.echo(f"REST API on {scheme}://{host}:{server.rest_port}", err=True)
         while not stop.wait(0.5) and not server.wait(0):
             pass
         click.echo(f"Stopping: finishing in-flight requests (up to {config.grace_seconds:g} s) "
