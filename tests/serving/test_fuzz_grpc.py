@@ -349,6 +349,11 @@ F, S = types_pb2.DT_FLOAT, types_pb2.DT_STRING
     ("text", "text", _tensor(S, [2**62, 0])),
     ("text", "text", _tensor(S, [2**24, 0])),
     ("tf2", "x", _tensor(F, [0, 2**40])),
+    # A scalar where the signature declares dimensions, an empty tensor of another rank: TF
+    # kernels of the text model segfault / abort on these (the whole server would die).
+    ("text", "text", _tensor(S, [], string_val=[b"good"])),
+    ("text", "text", _tensor(S, [2, 0])),
+    ("half", "x", _tensor(F, [], float_val=[1.0])),
     # Negative, too many, unknown dimensions.
     ("tf2", "x", _tensor(F, [-1], float_val=[1.0])),
     ("tf2", "x", _tensor(F, [1] * 100, float_val=[1.0])),
