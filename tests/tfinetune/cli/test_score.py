@@ -229,7 +229,7 @@ class RoutingClient:
         # NOT_FOUND concerns the request, not a row: the whole batch of 8 fails.
         ({"version": 999}, [str(i) for i in range(8, 24)], "NOT_FOUND"),
         # INVALID_ARGUMENT may be one bad row: the batch is split until the row is alone.
-        ({"signature_name": "tokens"}, ["10", "17"], "INVALID_ARGUMENT"),
+        ({"signature_name": "classify"}, ["10", "17"], "INVALID_ARGUMENT"),
     ],
 )
 def test_real_server_failed_rows_get_error_and_exit_code_1(
