@@ -398,3 +398,22 @@ def test_sigkilled_fit_resumes_and_matches_an_uninterrupted_run(tmp_path, tiny_m
     assert json.loads(stdout)["output_dir"] == str(run)
     assert not (run / "checkpoints").exists()
     assert_same_run(run, uninterrupted)
+
+
+def test_backup_options_are_checked_and_reach_the_config(tmp_path):
+    from click.testing import CliRunner
+
+    from tfinetune.cli.main import cli
+    from tfinetune.errors import ConfigError
+
+    config = FitConfig.from_options({"train": "t.csv", "output_dir": "run", "save_minutes": 0.5,
+                                     "save_steps": 7})
+    assert (config.save_minutes, config.save_steps) == (0.5, 7)
+    with pytest.raises(ConfigError, match=r"'save_minutes' must be >= 0.0\. Received: "
+                                          r"save_minutes=-1\.0"):
+        FitConfig(train="t.csv", output_dir="run", save_minutes=-1)
+    with pytest.raises(ConfigError, match=r"'save_steps' must be >= 1\. Received: save_steps=0"):
+        FitConfig(train="t.csv", output_dir="run", save_steps=0)
+    result = CliRunner().invoke(cli, ["fit", "--train", "t.csv", "--output-dir",
+                                      str(tmp_path / "run"), "--save-minutes", "-2"])
+    assert result.exit_code == 1 and "save_minutes=-2.0" in result.output
