@@ -78,7 +78,8 @@ class FitConfig:
             Backups are also taken at every epoch end and every `save_minutes`.
         save_minutes: Back up the training state whenever this many minutes of training have
             passed since the last backup; 0 disables the time trigger.
-        overwrite_output_dir: Replace a finished run in `output_dir` instead of refusing.
+        overwrite_output_dir: Start afresh: replace a finished run in `output_dir` instead of
+            refusing, and discard the backups of an unfinished one instead of resuming it.
         freeze_backbone: Train only the classification head; the pretrained encoder is frozen
             (text and token classification).
         freeze_layers: Freeze the embeddings and the first N transformer layers (text and token

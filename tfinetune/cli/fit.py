@@ -110,7 +110,8 @@ SCHEDULE_CHOICES = list(SCHEDULES) + ["constant_with_warmup"]
               help="Seq2seq: beams for generation (validation and export); 1 = greedy. "
                    "[default: 1]")
 @click.option("--overwrite-output-dir", is_flag=True, default=None,
-              help="Replace a finished or different run in --output-dir.")
+              help="Start afresh: replace a finished run in --output-dir, or discard the "
+                   "backups of an unfinished one instead of resuming it.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), metavar="FILE",
               help="YAML file of these options (or a TrainingArguments JSON); flags override.")
 def command(config_file, **options) -> None:
