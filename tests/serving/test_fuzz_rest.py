@@ -55,6 +55,18 @@ JSON_VALUES = st.recursive(
                                    children, max_size=3)),
     max_leaves=25)
 KEYS = ["instances", "inputs", "examples", "context", "signature_name"]
+# Real APIs: most requests aim at these, so that they reach the JSON-to-tensor conversion and
+# the model.
+API_PATHS = st.sampled_from([
+    "/v1/models/half:predict", "/v1/models/tf2:predict", "/v1/models/text:predict",
+    "/v1/models/tf2/versions/2:predict", "/v1/models/half:classify", "/v1/models/half:regress",
+])
+SIGNATURE_NAMES = st.sampled_from(["classify_x_to_y", "regress_x_to_y", "greet", "two_outputs",
+                                   "add_with_default", "serving_default", "", "nope"])
+ROWS = st.one_of(st.lists(SCALARS, min_size=1, max_size=2), SCALARS, B64,
+                 st.lists(st.lists(SCALARS, min_size=1, max_size=2), min_size=1, max_size=2),
+                 st.fixed_dictionaries({"x": st.lists(SCALARS, max_size=2)}),
+                 st.fixed_dictionaries({"text": st.one_of(SCALARS, B64)}))
 
 
 @st.composite
@@ -63,13 +75,19 @@ def documents(draw) -> object:
     sometimes anything at all."""
     if draw(st.integers(0, 9)) == 0:
         return draw(JSON_VALUES)
-    doc = {key: draw(JSON_VALUES) for key in draw(st.lists(st.sampled_from(KEYS), max_size=3,
+    doc = {key: draw(JSON_VALUES) for key in draw(st.lists(st.sampled_from(KEYS), max_size=2,
                                                            unique=True))}
-    if draw(st.booleans()):  # well-shaped instances of the wrong types
-        doc["instances"] = draw(st.lists(st.one_of(
-            st.lists(SCALARS, min_size=1, max_size=2), SCALARS, B64,
-            st.fixed_dictionaries({"x": st.lists(SCALARS, max_size=2)})), min_size=1,
-            max_size=4))
+    shaped = draw(st.sampled_from(["instances"] * 3 + ["inputs", "examples", "none"]))
+    if shaped == "instances":  # well-shaped rows of any types
+        doc["instances"] = draw(st.lists(ROWS, min_size=1, max_size=4))
+    elif shaped == "inputs":
+        doc["inputs"] = draw(st.one_of(ROWS, st.dictionaries(
+            st.sampled_from(["x", "text", "name", "left", "right"]), ROWS, max_size=2)))
+    elif shaped == "examples":
+        doc["examples"] = draw(st.lists(st.dictionaries(st.sampled_from(["x", "text", "y"]),
+                                                        ROWS, max_size=2), max_size=3))
+    if draw(st.booleans()):
+        doc["signature_name"] = draw(SIGNATURE_NAMES)
     return doc
 
 
@@ -96,12 +114,16 @@ def bodies(draw) -> bytes:
 
 @st.composite
 def requests(draw) -> tuple[str, str, bytes, dict]:
-    method, path, body = draw(METHODS), draw(PATHS), draw(bodies())
+    if draw(st.integers(0, 3)):
+        method, path = "POST", draw(API_PATHS)
+    else:
+        method, path = draw(METHODS), draw(PATHS)
+    body = draw(bodies())
     headers = {}
     content_type = draw(CONTENT_TYPES)
     if content_type is not None:
         headers["Content-Type"] = content_type
-    encoding = draw(st.sampled_from([None] * 6 + ["gzip", "gzip-invalid", "identity", "br"]))
+    encoding = draw(st.sampled_from([None] * 12 + ["gzip", "gzip-invalid", "identity", "br"]))
     if encoding == "gzip":
         body = gzip.compress(body)
         headers["Content-Encoding"] = "gzip"
