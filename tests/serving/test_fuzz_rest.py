@@ -226,7 +226,7 @@ def test_fuzzed_rest_requests_get_client_errors(fuzz_server):
 
 @pytest.mark.slow
 def test_many_more_fuzzed_rest_requests(fuzz_server):
-    _run_all(fuzz_server, 6000, derandomize=False)
+    _run_all(fuzz_server, 4000, derandomize=False)
 
 
 def _nested(depth: int) -> bytes:
