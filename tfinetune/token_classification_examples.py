@@ -110,31 +110,34 @@ def _read_conll(path: Path) -> list[tuple[list[str], list[str], str]]:
             sentences.append((tokens, tags, start))
         tokens, tags = [], []
 
-    try:
-        with open(path, encoding="utf-8-sig") as file:
-            for number, line in enumerate(file, start=1):
-                fields = line.split()
-                location = f"{path}:{number}"
-                if not fields:
-                    close()
-                    continue
-                if fields[0] == DOCSTART:
-                    close()
-                    continue
-                if len(fields) < 2:
-                    raise DataError(
-                        f"A CoNLL line needs a token and a tag. Expected 'token ... tag' "
-                        f"(whitespace-separated). Received: {line.strip()!r} at {location}")
-                tag = fields[-1]
-                if not is_tag(tag):
-                    raise DataError(_bad_tag_message(tag, location))
-                if not tokens:
-                    start = location
-                tokens.append(fields[0])
-                tags.append(tag)
-    except UnicodeDecodeError as error:
-        raise DataError(f"{path} is not UTF-8 text. Expected a UTF-8 CoNLL file. "
-                        f"Received: {error}") from error
+    with open(path, "rb") as file:
+        for number, raw in enumerate(file, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as error:
+                raise DataError(
+                    f"{path}:{number} is not valid UTF-8: byte {raw[error.start]:#04x} at "
+                    f"position {error.start + 1} of the line. Expected a UTF-8 CoNLL file "
+                    "(re-save it as UTF-8).") from None
+            fields = line.split()
+            location = f"{path}:{number}"
+            if not fields:
+                close()
+                continue
+            if fields[0] == DOCSTART:
+                close()
+                continue
+            if len(fields) < 2:
+                raise DataError(
+                    f"A CoNLL line needs a token and a tag. Expected 'token ... tag' "
+                    f"(whitespace-separated). Received: {line.strip()!r} at {location}")
+            tag = fields[-1]
+            if not is_tag(tag):
+                raise DataError(_bad_tag_message(tag, location))
+            if not tokens:
+                start = location
+            tokens.append(fields[0])
+            tags.append(tag)
     close()
     return sentences
 

@@ -150,3 +150,18 @@ def test_cli_reports_the_bad_row_and_exits_non_zero(tmp_path):
     assert result.exit_code == 1
     assert "train.csv:3 is not valid UTF-8" in result.output
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"EU B-ORG\nrejects O\n\nM\xfcnchen B-LOC\n",
+     r"train\.conll:4 is not valid UTF-8: byte 0xfc at position 2 of the line"),
+    (b"", r"train\.conll has no sentences"),
+])
+def test_bad_conll_training_file_fails_before_the_model_loads(tmp_path, data, message):
+    path = tmp_path / "train.conll"
+    path.write_bytes(data)
+    config = FitConfig(task="token-classification", model=str(tmp_path / "no-such-model"),
+                       train=str(path), output_dir=str(tmp_path / "run"))
+    with pytest.raises(DataError, match=message):
+        tfinetune.fit(config)
+    assert not (tmp_path / "run").exists()
