@@ -17,9 +17,11 @@ class LeanAdamW(tf_keras.optimizers.AdamW):
     BERT-family model the word-embedding table is about half of the parameters, so on a CPU
     the optimizer took a fifth of each fine-tuning step. This optimizer:
 
-    - applies weight decay and the Adam update of each dense variable in one XLA-compiled
-      function (one fused pass; the shapes are the variables', so it compiles once per
-      variable, on the first step, whatever the batch shapes);
+    - applies weight decay and the Adam update of each dense variable of at least
+      `fuse_min_elements` values in one XLA-compiled function (one fused pass; the shapes are
+      the variables', so it compiles once per variable, on the first step, whatever the batch
+      shapes). Smaller variables (biases, LayerNorm, small models' weights) take Keras' path:
+      for them a compilation costs more than it saves;
     - with `lazy_embeddings=True` (the default), updates only the rows of an embedding table
       that the batch touched — moments, weight decay and value, as `tfa.optimizers.LazyAdam`
       and PyTorch's `SparseAdam` do. Rows of tokens that are not in a batch keep their moments
@@ -30,9 +32,11 @@ class LeanAdamW(tf_keras.optimizers.AdamW):
     interchangeable.
     """
 
-    def __init__(self, *args, lazy_embeddings: bool = True, **kwargs) -> None:
+    def __init__(self, *args, lazy_embeddings: bool = True, fuse_min_elements: int = 65536,
+                 **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.lazy_embeddings = lazy_embeddings
+        self.fuse_min_elements = fuse_min_elements
         # tf_keras turns XLA off without a GPU; the fused per-variable update is what we want.
         self.jit_compile = True
 
@@ -43,6 +47,8 @@ class LeanAdamW(tf_keras.optimizers.AdamW):
     def _update_step_xla(self, gradient, variable, key):
         if isinstance(gradient, tf.IndexedSlices):
             # Row updates: scatter ops, whose output size depends on the batch, stay out of XLA.
+            return self._update_step(gradient, variable)
+        if variable.shape.num_elements() < self.fuse_min_elements:
             return self._update_step(gradient, variable)
         return self._fused_update_step(gradient, variable, key)
 
@@ -84,4 +90,5 @@ class LeanAdamW(tf_keras.optimizers.AdamW):
     def get_config(self) -> dict:
         config = super().get_config()
         config["lazy_embeddings"] = self.lazy_embeddings
+        config["fuse_min_elements"] = self.fuse_min_elements
         return config

@@ -64,8 +64,9 @@ def _lazy_reference():
     return table
 
 
-def test_dense_variables_match_keras_adamw():
-    (_, kernel, bias), _ = _train(LeanAdamW(**HYPER))
+@pytest.mark.parametrize("fuse_min_elements", [0, 65536], ids=["fused", "small-unfused"])
+def test_dense_variables_match_keras_adamw(fuse_min_elements):
+    (_, kernel, bias), _ = _train(LeanAdamW(fuse_min_elements=fuse_min_elements, **HYPER))
     (_, keras_kernel, keras_bias), _ = _train(tf_keras.optimizers.AdamW(**HYPER))
     np.testing.assert_allclose(kernel, keras_kernel, rtol=1e-5, atol=1e-6)
     # The bias is excluded from weight decay in both.
@@ -74,7 +75,7 @@ def test_dense_variables_match_keras_adamw():
 
 
 def test_dense_embedding_updates_match_keras_adamw():
-    (table, _, _), _ = _train(LeanAdamW(lazy_embeddings=False, **HYPER))
+    (table, _, _), _ = _train(LeanAdamW(lazy_embeddings=False, fuse_min_elements=0, **HYPER))
     (keras_table, _, _), _ = _train(tf_keras.optimizers.AdamW(**HYPER))
     np.testing.assert_allclose(table, keras_table, rtol=1e-5, atol=1e-6)
 
@@ -98,7 +99,8 @@ def test_state_is_keras_adamw_state():
     _, keras = _train(tf_keras.optimizers.AdamW(**HYPER))
     assert [v.shape for v in lean.variables] == [v.shape for v in keras.variables]
     assert int(lean.iterations.numpy()) == len(STEP_ROWS)
-    assert LeanAdamW.from_config(lean.get_config()).lazy_embeddings is True
+    restored = LeanAdamW.from_config(lean.get_config())
+    assert restored.lazy_embeddings is True and restored.fuse_min_elements == 65536
 
 
 @pytest.mark.parametrize("lazy", [True, False])
