@@ -65,8 +65,9 @@ class DeployConfigConfig:
 @click.option("--max-enqueued-batches", type=int, default=100, show_default=True,
               help="Batches queued before new requests are refused.")
 @click.option("--pad-variable-length-inputs", is_flag=True,
-              help="Pad inputs of different lengths so they batch together (token-id "
-                   "signatures).")
+              help="Pad inputs of different lengths with their first element so they batch "
+                   "together. Not for --portable (token-id) exports: attention_mask would be "
+                   "padded with 1s; serve those without batching.")
 @click.option("--configmap-name", default="tfserving-config", show_default=True,
               help="metadata.name of the Kubernetes ConfigMap.")
 def command(models: tuple[str, ...], output_dir: str, **options) -> None:
@@ -79,7 +80,9 @@ def command(models: tuple[str, ...], output_dir: str, **options) -> None:
         --container-model-root /models -o deploy-config
     docker compose -f serving/deploy/docker-compose.yml \\
         -f deploy-config/docker-compose.override.yml up
-    kubectl apply -f deploy-config/configmap.yaml -f serving/deploy/kubernetes/
+    kubectl apply -f deploy-config/configmap.yaml \\
+        -f serving/deploy/kubernetes/deployment.yaml \\
+        -f serving/deploy/kubernetes/service.yaml -f serving/deploy/kubernetes/hpa.yaml
     """
     config = DeployConfigConfig(models=tuple(parse_model(model) for model in models),
                                 output_dir=Path(output_dir), **options)
