@@ -87,6 +87,15 @@ def read_sst2(path: Path, rows: int | None = None) -> tuple[list[str], list[int]
     return texts, labels
 
 
+def write_sst2(path: Path, texts: list[str], labels: list[int]) -> Path:
+    """Writes rows as an SST-2 style `sentence\tlabel` TSV file (what `fit` trains on)."""
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("sentence\tlabel\n")
+        for text, label in zip(texts, labels):
+            handle.write(f"{text}\t{label}\n")
+    return path
+
+
 def model_dir() -> str:
     sys.path.insert(0, str(ROOT))
     from tfinetune.model_source import resolve_model
@@ -271,11 +280,7 @@ def worker_tfinetune(args, variant: str) -> dict:
     texts, labels = read_sst2(args.data / "train.tsv", args.rows)
     dev_texts, dev_labels = read_sst2(args.data / "dev.tsv")
     work = Path(tempfile.mkdtemp(prefix="fit_throughput-"))
-    train_file = work / "train.tsv"
-    with open(train_file, "w", encoding="utf-8") as handle:
-        handle.write("sentence\tlabel\n")
-        for text, label in zip(texts, labels):
-            handle.write(f"{text}\t{label}\n")
+    train_file = write_sst2(work / "train.tsv", texts, labels)
     config = FitConfig(train=str(train_file), output_dir=str(work / "run"), model=model_dir(),
                        text_column="sentence", label_column="label", epochs=args.epochs,
                        batch_size=BATCH_SIZE, max_length=MAX_LENGTH,
@@ -468,11 +473,7 @@ def worker_quality(args) -> dict:
 
     texts, labels = read_sst2(args.data / "train.tsv", args.rows)
     work = Path(tempfile.mkdtemp(prefix="fit_quality-"))
-    train_file = work / "train.tsv"
-    with open(train_file, "w", encoding="utf-8") as handle:
-        handle.write("sentence\tlabel\n")
-        for text, label in zip(texts, labels):
-            handle.write(f"{text}\t{label}\n")
+    train_file = write_sst2(work / "train.tsv", texts, labels)
     started = time.perf_counter()
     result = tfinetune.fit(FitConfig(train=str(train_file), validation=str(args.data / "dev.tsv"),
                                      output_dir=str(work / "run"), model=model_dir(),
