@@ -20,14 +20,9 @@ from typing import Any
 from export import _environment  # noqa: F401  (must run before TF/transformers imports)
 
 import tensorflow as tf  # noqa: E402
-from tensorflow_serving.apis import classification_pb2  # noqa: E402
 from tensorflow_serving.apis import predict_pb2  # noqa: E402
 from tensorflow_serving.apis import prediction_log_pb2  # noqa: E402
-from tensorflow_serving.apis import regression_pb2  # noqa: E402
 
-from export.classifier_serving_module import CLASSIFY  # noqa: E402
-from export.classifier_serving_module import REGRESS  # noqa: E402
-from export.classifier_serving_module import REGRESSION  # noqa: E402
 from export.classifier_serving_module import SERVING_DEFAULT  # noqa: E402
 from export.classifier_serving_module import TOKEN_INPUTS  # noqa: E402
 from export.errors import ExportError  # noqa: E402
@@ -41,7 +36,9 @@ from export.run_directory import FIT_CONFIG_FILE  # noqa: E402
 from export.run_directory import SUPPORTED_TASK  # noqa: E402
 from export.run_directory import RunDirectory  # noqa: E402
 from export.warmup_requests import WARMUP_REQUESTS_FILE  # noqa: E402
+from export.warmup_requests import example_log  # noqa: E402
 from export.warmup_requests import warmup_texts  # noqa: E402
+from export.warmup_requests import write_logs  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -156,25 +153,8 @@ def _write_token_warmup_requests(assets: Path, tokenizer: Any, max_length: int, 
             request.inputs[name].CopyFrom(tf.make_tensor_proto(values, dtype=tf.int32))
         logs.append(prediction_log_pb2.PredictionLog(
             predict_log=prediction_log_pb2.PredictLog(request=request)))
-    if problem_type == REGRESSION:
-        request = regression_pb2.RegressionRequest()
-        request.model_spec.signature_name = REGRESS
-    else:
-        request = classification_pb2.ClassificationRequest()
-        request.model_spec.signature_name = CLASSIFY
-    request.input.example_list.examples.extend(
-        token_examples(tokenizer, texts, pairs, max_length))
-    if problem_type == REGRESSION:
-        logs.append(prediction_log_pb2.PredictionLog(
-            regress_log=prediction_log_pb2.RegressLog(request=request)))
-    else:
-        logs.append(prediction_log_pb2.PredictionLog(
-            classify_log=prediction_log_pb2.ClassifyLog(request=request)))
-    path = assets / WARMUP_REQUESTS_FILE
-    with tf.io.TFRecordWriter(str(path)) as writer:
-        for log in logs:
-            writer.write(log.SerializeToString())
-    return path
+    logs.append(example_log(token_examples(tokenizer, texts, pairs, max_length), problem_type))
+    return write_logs(assets / WARMUP_REQUESTS_FILE, logs)
 
 
 def token_examples(tokenizer: Any, texts: Sequence[str], pairs: Sequence[str] | None,

@@ -69,24 +69,40 @@ def warmup_logs(
         logs.append(prediction_log_pb2.PredictionLog(
             predict_log=prediction_log_pb2.PredictLog(request=request)))
 
+    examples = []
+    for i, text in enumerate(texts):
+        example = tf.train.Example()
+        example.features.feature[TEXT].bytes_list.value.append(text.encode("utf-8"))
+        if pairs is not None:
+            example.features.feature[TEXT_PAIR].bytes_list.value.append(pairs[i].encode("utf-8"))
+        examples.append(example)
+    logs.append(example_log(examples, problem_type))
+    return logs
+
+
+def example_log(examples: Sequence[tf.train.Example],
+                problem_type: str) -> prediction_log_pb2.PredictionLog:
+    """One Classify on `classify` (regression: one Regress on `regress`) over `examples`."""
     if problem_type == REGRESSION:
         request = regression_pb2.RegressionRequest()
         request.model_spec.signature_name = REGRESS
-    else:
-        request = classification_pb2.ClassificationRequest()
-        request.model_spec.signature_name = CLASSIFY
-    for i, text in enumerate(texts):
-        features = request.input.example_list.examples.add().features.feature
-        features[TEXT].bytes_list.value.append(text.encode("utf-8"))
-        if pairs is not None:
-            features[TEXT_PAIR].bytes_list.value.append(pairs[i].encode("utf-8"))
-    if problem_type == REGRESSION:
-        logs.append(prediction_log_pb2.PredictionLog(
-            regress_log=prediction_log_pb2.RegressLog(request=request)))
-    else:
-        logs.append(prediction_log_pb2.PredictionLog(
-            classify_log=prediction_log_pb2.ClassifyLog(request=request)))
-    return logs
+        request.input.example_list.examples.extend(examples)
+        return prediction_log_pb2.PredictionLog(
+            regress_log=prediction_log_pb2.RegressLog(request=request))
+    request = classification_pb2.ClassificationRequest()
+    request.model_spec.signature_name = CLASSIFY
+    request.input.example_list.examples.extend(examples)
+    return prediction_log_pb2.PredictionLog(
+        classify_log=prediction_log_pb2.ClassifyLog(request=request))
+
+
+def write_logs(path: str | Path, logs: Sequence[prediction_log_pb2.PredictionLog]) -> Path:
+    """Writes `logs` as TF Serving's warm-up file (a TFRecord of `PredictionLog`s)."""
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for log in logs:
+            writer.write(log.SerializeToString())
+    logger.debug("Wrote %d warm-up requests to %s", len(logs), path)
+    return Path(path)
 
 
 def write_warmup_requests(
@@ -107,9 +123,5 @@ def write_warmup_requests(
     directory = Path(assets_extra)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / WARMUP_REQUESTS_FILE
-    logs = warmup_logs(warmup_texts(max_length), text_pair=text_pair, problem_type=problem_type)
-    with tf.io.TFRecordWriter(str(path)) as writer:
-        for log in logs:
-            writer.write(log.SerializeToString())
-    logger.debug("Wrote %d warm-up requests to %s", len(logs), path)
-    return path
+    return write_logs(path, warmup_logs(warmup_texts(max_length), text_pair=text_pair,
+                                        problem_type=problem_type))
