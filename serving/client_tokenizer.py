@@ -69,27 +69,35 @@ class ClientTokenizer:
         text_pair: Whether the model classifies text pairs.
         pad_token: The padding token; `pad_token_id` its id.
         source: Where the tokenizer was read from (for messages).
+        pad_to_max_length: Pad every input to `max_length` tokens instead of the longest input
+            of the request. Then every request has the same shape, which a server's batching
+            needs when it does not pad (TF Serving's `pad_variable_length_inputs` off: requests
+            of other lengths fail to batch; on, it pads `attention_mask` with 1s and changes
+            the predictions). Costs the padded tokens' compute.
     """
 
     def __init__(self, tokenizer: Any, *, max_length: int, text_pair: bool, pad_token: str,
-                 pad_token_id: int, source: str = "") -> None:
+                 pad_token_id: int, source: str = "", pad_to_max_length: bool = False) -> None:
         self.max_length = int(max_length)
         self.text_pair = bool(text_pair)
         self.source = source
+        self.pad_to_max_length = bool(pad_to_max_length)
         tokenizer.enable_truncation(self.max_length, strategy="longest_first",
                                     direction="right")
         tokenizer.enable_padding(direction="right", pad_id=int(pad_token_id), pad_type_id=0,
-                                 pad_token=pad_token)
+                                 pad_token=pad_token,
+                                 length=self.max_length if self.pad_to_max_length else None)
         self._tokenizer = tokenizer
 
     @classmethod
-    def from_path(cls, path: str | Path) -> "ClientTokenizer":
+    def from_path(cls, path: str | Path, *, pad_to_max_length: bool = False) -> "ClientTokenizer":
         """Reads the tokenizer of an export.
 
         Args:
             path: A model base path (its highest version is used), a version directory, or a
                 version's `assets.extra` directory: where `export_config.json` (with
                 `max_length` and `text_pair`) and `tokenizer/tokenizer.json` are.
+            pad_to_max_length: See the class.
 
         Raises:
             ValueError: The files are missing or invalid (the message names them).
@@ -124,12 +132,13 @@ class ClientTokenizer:
                 f"{tokenizer_dir / _SPECIAL_TOKEN_FILES[0]} naming a token of the vocabulary. "
                 f"Received: pad_token={pad_token!r}")
         return cls(tokenizer, max_length=max_length, text_pair=bool(config.get("text_pair")),
-                   pad_token=pad_token, pad_token_id=pad_token_id, source=str(assets))
+                   pad_token=pad_token, pad_token_id=pad_token_id, source=str(assets),
+                   pad_to_max_length=pad_to_max_length)
 
     def encode(self, texts: Sequence[str],
                text_pairs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Token ids of a batch: `input_ids`, `attention_mask`, `token_type_ids`, int32
-        [len(texts), longest].
+        [len(texts), longest] (`max_length` with `pad_to_max_length`).
 
         Raises:
             ValueError: `text_pairs` is given to a single-text model or missing for a pair

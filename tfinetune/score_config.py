@@ -49,6 +49,8 @@ class ScoreConfig:
         tokenizer: An export (base path, version directory or its `assets.extra`) whose
             tokenizer tokenises on the client, for models exported with `--portable`; None
             for models that take text.
+        pad_to_max_length: With `tokenizer`, pad every text to the export's max_length (one
+            request shape, for servers that batch).
 
     Raises:
         ConfigError: An option is out of range or options conflict.
@@ -72,6 +74,7 @@ class ScoreConfig:
     resume: bool = False
     overwrite: bool = False
     tokenizer: Path | None = None
+    pad_to_max_length: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input", Path(self.input))

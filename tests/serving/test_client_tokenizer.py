@@ -167,3 +167,48 @@ def test_a_text_model_ignores_the_tokenizer(both_exports_server, portable_bases)
     with client(both_exports_server, "single-text", tokenizer=tokenizer) as text, \
             client(both_exports_server, "single-text") as plain:
         assert text.predict(TEXTS) == plain.predict(TEXTS)
+
+
+# ------------------------------------------- --pad-to-max-length: one shape for batching servers
+
+def test_pad_to_max_length_pads_every_text_to_the_exports_max_length(portable_bases):
+    texts = ["a good movie", "wonderful!", "x", ""]
+    longest = ClientTokenizer.from_path(portable_bases["single"]).encode(texts)
+    fixed_tokenizer = ClientTokenizer.from_path(portable_bases["single"], pad_to_max_length=True)
+    fixed = fixed_tokenizer.encode(texts)
+    width = longest["input_ids"].shape[1]
+    assert width < fixed_tokenizer.max_length
+    for name in ("input_ids", "attention_mask", "token_type_ids"):
+        assert fixed[name].shape == (len(texts), fixed_tokenizer.max_length)
+        np.testing.assert_array_equal(fixed[name][:, :width], longest[name])
+        assert not fixed[name][:, width:].any()  # padding ids are 0 in the tiny vocabulary
+
+
+def test_pad_to_max_length_lets_a_batching_server_merge_requests_of_any_length(
+        tmp_path, portable_bases, both_exports_server):
+    """Without padding, token-id requests of different lengths cannot share a batch (TF
+    Serving's batching refuses them with pad_variable_length_inputs off); padded to
+    max_length they batch, and the answers equal the unbatched server's."""
+    import concurrent.futures
+
+    parameters = tmp_path / "batching.config"
+    parameters.write_text("max_batch_size { value: 16 }\nbatch_timeout_micros { value: 50000 }\n"
+                          "num_batch_threads { value: 1 }\n")
+    server = Server({"single": portable_bases["single"]}, port=0,
+                    file_system_poll_wait_seconds=0, enable_batching=True,
+                    batching_parameters_file=str(parameters)).start()
+    texts = [" ".join(["good"] * (1 + i % 7)) + (" bad" * (i % 3)) for i in range(24)]
+    tokenizer = ClientTokenizer.from_path(portable_bases["single"], pad_to_max_length=True)
+    try:
+        with client(server, "single", tokenizer=tokenizer) as batched, \
+                client(both_exports_server, "single-portable",
+                       tokenizer=ClientTokenizer.from_path(portable_bases["single"])) as plain:
+            with concurrent.futures.ThreadPoolExecutor(8) as pool:
+                received = list(pool.map(lambda text: batched.predict([text])[0], texts))
+            expected = plain.predict(texts)
+    finally:
+        server.stop(grace=5)
+    for got, want in zip(received, expected):
+        assert got.label == want.label
+        np.testing.assert_allclose(list(got.probabilities.values()),
+                                   list(want.probabilities.values()), atol=TOLERANCE)

@@ -33,6 +33,7 @@ class PredictConfig:
         tls: How to reach the server over TLS (plaintext by default).
         tokenizer: Export whose tokenizer tokenises on the client (models exported with
             `--portable`); None for models that take text.
+        pad_to_max_length: With `tokenizer`, pad every text to the export's max_length.
     """
 
     model_name: str
@@ -43,6 +44,7 @@ class PredictConfig:
     batch_size: int = 64
     tls: TlsOptions = TlsOptions()
     tokenizer: Path | None = None
+    pad_to_max_length: bool = False
 
 
 @click.command("predict", context_settings={"help_option_names": ["-h", "--help"]})
@@ -108,7 +110,7 @@ def run(config: PredictConfig, texts: list[str], text_pairs: list[str] | None) -
 
     client = Client(config.server, config.model_name, signature_name=config.signature_name,
                     version=config.model_version, timeout=config.timeout,
-                    tokenizer=load_client_tokenizer(config.tokenizer),
+                    tokenizer=load_client_tokenizer(config.tokenizer, config.pad_to_max_length),
                     **config.tls.client_arguments())
     with client:
         try:

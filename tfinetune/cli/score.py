@@ -150,7 +150,7 @@ def _make_client(config: ScoreConfig, tls: TlsOptions = TlsOptions()):
         timeout=config.timeout,
         retries=config.retries,
         retry_codes=TRANSIENT_CODES,
-        tokenizer=load_client_tokenizer(config.tokenizer),
+        tokenizer=load_client_tokenizer(config.tokenizer, config.pad_to_max_length),
         **tls.client_arguments(),
     )
 

@@ -14,14 +14,22 @@ TOKENIZER_HELP = (
     "directory or its assets.extra. Not needed for models that take text.")
 
 
+PAD_HELP = (
+    "With --tokenizer: pad every text to the export's max_length, so that all requests have one "
+    "shape (needed when the server batches requests: TF Serving cannot batch token ids of "
+    "different lengths correctly). Costs compute on the padding.")
+
+
 def tokenizer_option(function):
-    """Adds --tokenizer DIR."""
+    """Adds --tokenizer DIR and --pad-to-max-length."""
+    function = click.option("--pad-to-max-length", "pad_to_max_length", is_flag=True,
+                            default=False, help=PAD_HELP)(function)
     return click.option("--tokenizer", "tokenizer", metavar="DIR", default=None,
                         type=click.Path(exists=True, file_okay=False, path_type=Path),
                         help=TOKENIZER_HELP)(function)
 
 
-def load_client_tokenizer(path: Path | None) -> Any:
+def load_client_tokenizer(path: Path | None, pad_to_max_length: bool = False) -> Any:
     """The `serving.ClientTokenizer` of the export at `path`, or None without a path.
 
     Raises:
@@ -32,6 +40,6 @@ def load_client_tokenizer(path: Path | None) -> Any:
     from serving.client_tokenizer import ClientTokenizer
 
     try:
-        return ClientTokenizer.from_path(path)
+        return ClientTokenizer.from_path(path, pad_to_max_length=pad_to_max_length)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--tokenizer") from None

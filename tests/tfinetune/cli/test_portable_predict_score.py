@@ -94,3 +94,25 @@ def test_score_tokenizer_directory_without_an_export_is_a_usage_error(tmp_path):
     assert "Invalid value for --tokenizer" in result.output
     assert "No exported model's tokenizer" in result.output
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_predict_and_score_pad_to_max_length_give_the_text_exports_answers(tmp_path, address,
+                                                                           portable_bases):
+    import json
+
+    text = invoke(predict.command, ["--server", address, "--model-name", "single-text", *TEXTS])
+    padded = invoke(predict.command, ["--server", address, "--model-name", "single-portable",
+                                      "--tokenizer", portable_bases["single"],
+                                      "--pad-to-max-length", *TEXTS])
+    assert text.exit_code == 0 and padded.exit_code == 0, padded.output
+    for got, want in zip(map(json.loads, padded.stdout.splitlines()),
+                         map(json.loads, text.stdout.splitlines()), strict=True):
+        assert got["label"] == want["label"]
+        assert got["probabilities"] == pytest.approx(want["probabilities"], abs=1e-4)
+
+    data = write_csv(tmp_path / "in.csv", [{"text": text} for text in TEXTS])
+    scored = invoke(score.command, [data, "--server", address, "--model-name", "single-portable",
+                                    "--tokenizer", portable_bases["single"],
+                                    "--pad-to-max-length", "-o", tmp_path / "out.csv"])
+    assert scored.exit_code == 0, scored.output
+    assert len((tmp_path / "out.csv").read_text().splitlines()) == len(TEXTS) + 1
