@@ -22,6 +22,7 @@ writes into `deploy-config/`:
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from pathlib import Path
 
@@ -96,7 +97,9 @@ class DeploymentFiles:
     configmap_name: str = DEFAULT_CONFIGMAP_NAME
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "models", tuple((str(name), str(Path(base).resolve()))
+        # Absolute, but symlinks kept: a server polling a base path that is a symlink follows
+        # it when it is switched to another directory of versions.
+        object.__setattr__(self, "models", tuple((str(name), os.path.abspath(base))
                                                  for name, base in self.models))
         if not self.models:
             raise _invalid("No model given. Expected at least one NAME=BASE_PATH.")

@@ -13,6 +13,7 @@ import pytest
 import yaml
 from google.protobuf import text_format
 from tensorflow_serving.apis import prediction_service_pb2_grpc
+from tensorflow_serving.config import model_server_config_pb2
 
 from serving import Server
 from serving import ServingError
@@ -188,3 +189,19 @@ def test_a_server_started_from_the_files_serves_predict_and_metrics(tmp_path, ex
         assert "Task size 9 is larger than maximum input batch size 8" in raised.value.details()
     finally:
         server.stop(grace=5)
+
+
+def test_symlinked_base_paths_are_kept_not_resolved(tmp_path):
+    """A base path that is a symlink stays one in models.config: switching the link to another
+    directory of versions is then seen by the polling server (a resolved path would pin the old
+    target)."""
+    target = fake_base(tmp_path, "releases-1")
+    link = tmp_path / "current"
+    link.symlink_to(target, target_is_directory=True)
+
+    files = DeploymentFiles(models=(("sentiment", str(link)),))
+    written = files.write(tmp_path / "out")
+
+    config = text_format.Parse(written["models.config"].read_text(),
+                               model_server_config_pb2.ModelServerConfig())
+    assert [entry.base_path for entry in config.model_config_list.config] == [str(link)]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -27,24 +28,12 @@ class DeployConfigConfig:
     """Options of `tfinetune deploy-config`.
 
     Args:
-        models: `(name, base_path)` of every model; a base path holds version directories.
+        files: The checked set of models and settings to write (`serving.DeploymentFiles`).
         output_dir: Directory the files are written to.
-        container_model_root: Base path root inside the container (`ROOT/NAME`); None keeps
-            the absolute host paths.
-        max_batch_size, batch_timeout_micros, num_batch_threads, max_enqueued_batches,
-        pad_variable_length_inputs: The `BatchingParameters` written to `batching.config`.
-        configmap_name: Name of the Kubernetes ConfigMap.
     """
 
-    models: tuple[tuple[str, str], ...]
+    files: Any
     output_dir: Path
-    container_model_root: str | None = None
-    max_batch_size: int = 32
-    batch_timeout_micros: int = 1000
-    num_batch_threads: int = 4
-    max_enqueued_batches: int = 100
-    pad_variable_length_inputs: bool = False
-    configmap_name: str = "tfserving-config"
 
 
 @click.command("deploy-config", context_settings={"help_option_names": ["-h", "--help"]})
@@ -56,20 +45,20 @@ class DeployConfigConfig:
 @click.option("--container-model-root", metavar="DIR",
               help="Where the container sees the models, e.g. /models: base paths become "
                    "DIR/NAME. [default: the absolute host paths]")
-@click.option("--max-batch-size", type=int, default=32, show_default=True,
-              help="Most rows run at once by a batch.")
-@click.option("--batch-timeout-micros", type=int, default=1000, show_default=True,
-              help="How long an open batch waits for more requests.")
-@click.option("--num-batch-threads", type=int, default=4, show_default=True,
-              help="Threads running batches: the CPUs each server gets.")
-@click.option("--max-enqueued-batches", type=int, default=100, show_default=True,
-              help="Batches queued before new requests are refused.")
-@click.option("--pad-variable-length-inputs", is_flag=True,
+@click.option("--max-batch-size", type=int,
+              help="Most rows run at once by a batch. [default: 32]")
+@click.option("--batch-timeout-micros", type=int,
+              help="How long an open batch waits for more requests. [default: 1000]")
+@click.option("--num-batch-threads", type=int,
+              help="Threads running batches: the CPUs each server gets. [default: 4]")
+@click.option("--max-enqueued-batches", type=int,
+              help="Batches queued before new requests are refused. [default: 100]")
+@click.option("--pad-variable-length-inputs", is_flag=True, default=None,
               help="Pad inputs of different lengths with their first element so they batch "
                    "together. Not for --portable (token-id) exports: attention_mask would be "
                    "padded with 1s; serve those without batching.")
-@click.option("--configmap-name", default="tfserving-config", show_default=True,
-              help="metadata.name of the Kubernetes ConfigMap.")
+@click.option("--configmap-name",
+              help="metadata.name of the Kubernetes ConfigMap. [default: tfserving-config]")
 def command(models: tuple[str, ...], output_dir: str, **options) -> None:
     """Write models.config, batching.config and monitoring.config (TF Serving's
     --model_config_file, --batching_parameters_file, --monitoring_config_file), a Kubernetes
@@ -84,25 +73,22 @@ def command(models: tuple[str, ...], output_dir: str, **options) -> None:
         -f serving/deploy/kubernetes/deployment.yaml \\
         -f serving/deploy/kubernetes/service.yaml -f serving/deploy/kubernetes/hpa.yaml
     """
-    config = DeployConfigConfig(models=tuple(parse_model(model) for model in models),
-                                output_dir=Path(output_dir), **options)
-    written = run(config)
+    from serving.deployment_files import DeploymentFiles
+    from serving.serving_error import ServingError
+
+    settings = {name: value for name, value in options.items() if value is not None}
+    try:
+        files = DeploymentFiles(models=tuple(parse_model(model) for model in models), **settings)
+    except ServingError as error:
+        raise click.UsageError(error.message) from error
+    written = run(DeployConfigConfig(files=files, output_dir=Path(output_dir)))
     for path in written.values():
         click.echo(str(path))
 
 
 def run(config: DeployConfigConfig) -> dict[str, Path]:
-    """Checks the models and writes the files; returns file name -> path."""
-    from serving.deployment_files import DeploymentFiles
-    from serving.serving_error import ServingError
-
-    options = {field.name: getattr(config, field.name) for field in dataclasses.fields(config)
-               if field.name != "output_dir"}
-    try:
-        files = DeploymentFiles(**options)
-    except ServingError as error:
-        raise click.UsageError(error.message) from error
-    written = files.write(config.output_dir)
+    """Writes the files; returns file name -> path."""
+    written = config.files.write(config.output_dir)
     logger.info("Wrote the deployment files of %s into %s",
-                ", ".join(name for name, _ in config.models), config.output_dir)
+                ", ".join(name for name, _ in config.files.models), config.output_dir)
     return written
