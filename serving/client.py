@@ -35,7 +35,6 @@ from tensorflow.core.framework import tensor_shape_pb2
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.apis import predict_pb2
-from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from serving import tensor_codec
 from serving.client_tokenizer import TOKEN_INPUTS
@@ -46,6 +45,8 @@ from serving.prediction import MULTI_LABEL
 from serving.prediction import REGRESSION
 from serving.prediction import SINGLE_LABEL
 from serving.prediction import Prediction
+from serving.replica_set import ReplicaSet
+from serving.server_targets import parse_targets
 from serving.serving_error import ServingError
 
 logger = logging.getLogger(__name__)
@@ -99,8 +100,17 @@ class Client:
         with Client("localhost:8500", "sentiment") as client:
             client.predict(["great movie"])[0].label
 
+    Several replicas: `Client(["10.0.0.1:8500", "10.0.0.2:8500"], ...)` (or
+    `"10.0.0.1:8500,10.0.0.2:8500"`, or a name resolving to every replica,
+    `"dns:///tfserving-headless:8500"`) spreads the calls over them (see
+    `serving.replica_set`); a call failing with one of `retry_codes` is retried on another
+    replica at once (with the backoff only once every replica was tried).
+
     Args:
-        target: `host:port` of the server.
+        target: `host:port` of the server, or of several replicas: a sequence of targets or
+            one string of comma-separated ones (forms: `serving.server_targets`). A host
+            name (or `dns:///NAME:PORT`) resolving to several addresses is spread over them
+            all (gRPC `round_robin`).
         model_name: The served model's name.
         signature_name: The signature to call.
         version: A specific version; None asks for the latest available one.
@@ -117,16 +127,20 @@ class Client:
         private_key: PEM private key of a client certificate, for servers that verify clients
             (TF Serving's `client_verify`); needs `certificate_chain`; implies `tls`.
         certificate_chain: PEM client certificate (chain) matching `private_key`.
+        tls_server_name: With TLS, the name the servers' certificates must carry, when it
+            is not the host in `target` (e.g. replicas addressed by IP): gRPC's
+            `grpc.ssl_target_name_override`.
         tokenizer: Tokenises texts for a signature that takes token ids (a `--portable`
             export), e.g. `ClientTokenizer.from_path("models/sentiment")`. Not needed (and not
             used) for signatures that take text.
     """
 
-    def __init__(self, target: str, model_name: str, *,
+    def __init__(self, target: str | Sequence[str], model_name: str, *,
                  signature_name: str = "serving_default", version: int | None = None,
                  timeout: float = 30.0, retries: int = 3, tls: bool = False,
                  root_certificates: bytes | None = None, private_key: bytes | None = None,
                  certificate_chain: bytes | None = None,
+                 tls_server_name: str | None = None,
                  tokenizer: ClientTokenizer | None = None,
                  retry_codes: Sequence[grpc.StatusCode] = (grpc.StatusCode.UNAVAILABLE,)
                  ) -> None:
@@ -135,7 +149,8 @@ class Client:
                 "A client certificate needs both its private key and its certificate chain. "
                 f"Received: private_key={'set' if private_key else None}, "
                 f"certificate_chain={'set' if certificate_chain else None}")
-        self.target = target
+        self.targets = parse_targets(target)
+        self.target = ",".join(self.targets)
         self.model_name = model_name
         self.signature_name = signature_name
         self.version = version
@@ -144,14 +159,15 @@ class Client:
         self.retry_codes = frozenset(retry_codes)
         options = [("grpc.max_receive_message_length", _MAX_MESSAGE_LENGTH),
                    ("grpc.max_send_message_length", _MAX_MESSAGE_LENGTH)]
-        if tls or root_certificates is not None or private_key is not None:
+        credentials = None
+        if (tls or root_certificates is not None or private_key is not None
+                or tls_server_name is not None):
             credentials = grpc.ssl_channel_credentials(root_certificates=root_certificates,
                                                        private_key=private_key,
                                                        certificate_chain=certificate_chain)
-            self._channel = grpc.secure_channel(target, credentials, options=options)
-        else:
-            self._channel = grpc.insecure_channel(target, options=options)
-        self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+            if tls_server_name is not None:
+                options.append(("grpc.ssl_target_name_override", tls_server_name))
+        self._replicas = ReplicaSet(self.targets, credentials, options)
         self._label_names: list[str] | None = None
         self._problem_type: str | None = None
         self._task_codec = None
@@ -185,20 +201,33 @@ class Client:
             raise ValueError(f"Model '{self.model_name}' ({codec.task}) takes two inputs, "
                              f"{list(names)}: give text_pairs for '{names[1]}'.")
         request = self._request()
+        decode = None
         if self._takes_tokens:  # a --portable export: tokenise here
-            self._fill_token_inputs(request, texts, text_pairs)
+            decode = self._fill_token_inputs(request, texts, text_pairs)
         else:
             request.inputs[names[0]].CopyFrom(_string_tensor(texts))
             if text_pairs is not None:
                 request.inputs[names[1]].CopyFrom(_string_tensor(text_pairs))
-        response = self._call("Predict", self._stub.Predict, request)
+        response = self._call("Predict", request)
+        if decode is not None:  # another task's portable export: its client codec decodes
+            return self._decoded(decode, response, len(texts))
         return self._predictions(response, len(texts), texts, text_pairs)
 
     def task(self) -> str:
         """`text-classification`, or the task of a `TaskCodec` whose outputs the signature has
         (cached; read with GetModelMetadata)."""
         codec = self._codec()
-        return codec.task if codec is not None else "text-classification"
+        if codec is not None:
+            return codec.task
+        with self._lock:
+            takes_tokens = self._takes_tokens
+        return (self._tokenizer_task() if takes_tokens else None) or "text-classification"
+
+    def _tokenizer_task(self) -> str | None:
+        """The task of the tokenizer's export when it is not text classification (portable
+        exports of other tasks return token-level outputs that only their codec reads)."""
+        task = getattr(self.tokenizer, "task", None)
+        return task if task not in (None, "text-classification") else None
 
     def _codec(self):
         """The signature's `TaskCodec`, or None for a text classifier (cached)."""
@@ -253,7 +282,7 @@ class Client:
             for alias, tensor in placeholder_token_inputs(signature).items():
                 request.inputs[alias].CopyFrom(tensor)
         request.output_filter.append("classes")
-        response = self._call("Predict", self._stub.Predict, request)
+        response = self._call("Predict", request)
         classes = self._output(response, "classes")
         names = [_text(value) for value in classes.reshape(classes.shape[0], -1)[0]]
         with self._lock:
@@ -261,7 +290,7 @@ class Client:
         return list(names)
 
     def close(self) -> None:
-        self._channel.close()
+        self._replicas.close()
 
     def __enter__(self) -> "Client":
         return self
@@ -284,7 +313,7 @@ class Client:
         request.model_spec.name = self.model_name
         if self.version is not None:
             request.model_spec.version.value = self.version
-        response = self._call("GetModelMetadata", self._stub.GetModelMetadata, request)
+        response = self._call("GetModelMetadata", request)
         signatures = get_model_metadata_pb2.SignatureDefMap()
         response.metadata["signature_def"].Unpack(signatures)
         if self.signature_name not in signatures.signature_def:
@@ -293,7 +322,9 @@ class Client:
         return signatures.signature_def[self.signature_name]
 
     def _fill_token_inputs(self, request, texts: Sequence[str],
-                           text_pairs: Sequence[str] | None) -> None:
+                           text_pairs: Sequence[str] | None):
+        """Tokenises into `request`; returns the tokenizer's decoder of the response (None for
+        text classifiers)."""
         if self.tokenizer is None:
             raise ServingError(
                 grpc.StatusCode.FAILED_PRECONDITION,
@@ -303,30 +334,63 @@ class Client:
                 f"from_path(<the model's base path or version directory>)), or --tokenizer DIR "
                 f"on the command line. Received: no tokenizer")
         try:
-            self.tokenizer.fill_request(request, texts, text_pairs)
+            return self.tokenizer.fill_request(request, texts, text_pairs)
         except ValueError as error:
             raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, str(error)) from None
 
-    def _call(self, method: str, function, request):
-        """Calls with a deadline; retries `retry_codes` with exponential backoff (each wait
-        drawn between half and all of 0.1 s x 2^attempt, capped at 5 s, so that many clients
-        turned away at once do not come back at once)."""
+    def _decoded(self, decode, response, count: int) -> list[Prediction]:
+        outputs = {alias: tensor_codec.to_ndarray(tensor)
+                   for alias, tensor in response.outputs.items()}
+        try:
+            predictions = decode(outputs)
+        except ValueError as error:
+            raise ServingError(
+                grpc.StatusCode.INTERNAL,
+                f"The response of model '{self.model_name}' ({self._tokenizer_task()}) is not "
+                f"as expected: {error}") from None
+        if len(predictions) != count:
+            raise ServingError(
+                grpc.StatusCode.INTERNAL,
+                f"The response of model '{self.model_name}' has {len(predictions)} rows for "
+                f"{count} inputs.")
+        return predictions
+
+    def _call(self, method: str, request):
+        """Calls `method` of the PredictionService with a deadline on the next replica;
+        retries `retry_codes`: at once on a replica this call has not tried yet, else with
+        exponential backoff (each wait drawn between half and all of 0.1 s x 2^attempt,
+        capped at 5 s, so that many clients turned away at once do not come back at once).
+        Calls fail fast (no `wait_for_ready`): a replica that is down answers UNAVAILABLE at
+        once and the retry goes elsewhere."""
+        tried: set[int] = set()
+        replica = self._replicas.pick()
         for attempt in range(self.retries + 1):
             try:
-                return function(request, timeout=self.timeout)
+                response = getattr(replica.stub, method)(request, timeout=self.timeout)
             except grpc.RpcError as error:
                 code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
                 details = (error.details() if hasattr(error, "details") else None) or str(error)
+                if code not in self.retry_codes:
+                    self._replicas.succeeded(replica)  # it answered: it is up
+                else:
+                    self._replicas.failed(replica)
+                tried.add(replica.index)
                 if code in self.retry_codes and attempt < self.retries:
-                    delay = min(_BACKOFF_SECONDS * 2**attempt, _MAX_BACKOFF_SECONDS)
-                    delay *= random.uniform(0.5, 1.0)
-                    logger.warning("%s on %s failed with %s (%s); retrying in %.2f s", method,
-                                   self.target, code.name, details, delay)
+                    failed, replica = replica, self._replicas.pick(tried)
+                    delay = 0.0
+                    if replica.index in tried:  # every replica failed once: back off
+                        delay = min(_BACKOFF_SECONDS * 2**attempt, _MAX_BACKOFF_SECONDS)
+                        delay *= random.uniform(0.5, 1.0)
+                    logger.warning("%s on %s failed with %s (%s); retrying on %s in %.2f s",
+                                   method, failed.target, code.name, details, replica.target,
+                                   delay)
                     time.sleep(delay)
                     continue
                 if code == grpc.StatusCode.DEADLINE_EXCEEDED:
                     details = f"{details} (timeout {self.timeout} s)"
                 raise ServingError(code, details) from None
+            self._replicas.succeeded(replica)
+            return response
         raise AssertionError("unreachable")
 
     def _signature_problem_type(self, signature) -> str:
@@ -335,13 +399,19 @@ class Client:
         codec = codec_for_outputs(signature.outputs)
         if codec is not None:
             return codec.task
+        takes_tokens = takes_token_ids(signature)
+        if takes_tokens and self._tokenizer_task() is not None:
+            return self._tokenizer_task()
         problem_type = _problem_type(signature.outputs)
         if problem_type is None:
+            hint = (". It takes token ids (a --portable export): give the export's tokenizer "
+                    "(tokenizer=ClientTokenizer.from_path(...), --tokenizer DIR), which knows "
+                    "its task." if takes_tokens and self.tokenizer is None else "")
             raise ServingError(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"Signature '{self.signature_name}' of model '{self.model_name}' is not a "
                 f"tfinetune classifier. Expected the outputs {_expected_outputs()}. Received: "
-                f"{sorted(signature.outputs)}")
+                f"{sorted(signature.outputs)}{hint}")
         return problem_type
 
     def _output(self, response, alias: str) -> np.ndarray:

@@ -6,15 +6,21 @@ Uses the `tokenizers` library only (no `transformers`): `tokenizer.json` in the 
 model was fine-tuned with, truncated (`longest_first`) to the export's `max_length` and padded to
 the longest input of the batch, like `tokenizer(texts, pairs, padding=True, truncation=True,
 max_length=max_length)`.
+
+Exports of other tasks (token classification, seq2seq, ...) need more than ids: windows, word
+offsets, decoding of generated ids. `ClientTokenizer.from_path` reads the export's `task` and
+hands those to the task's client codec (`PORTABLE_TASK_CODECS`), which also turns the
+response's outputs into predictions (`fill_request` returns that decoder).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import re
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -28,6 +34,17 @@ TOKENIZER_FILE = "tokenizer.json"
 TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _VERSION = re.compile(r"[0-9]+")
 _SPECIAL_TOKEN_FILES = ("tokenizer_config.json", "special_tokens_map.json")
+TEXT_CLASSIFICATION = "text-classification"
+#: Task (`task` in export_config.json) -> "module:Class" of the client codec of its portable
+#: export. The class has `task`, `from_export(assets, config, *, pad_to_max_length)` (raising
+#: ValueError naming what is wrong), `encode(texts, text_pairs)` (the token id inputs) and
+#: `fill_request(request, texts, text_pairs)`, which returns a function from the response's
+#: outputs (alias -> array) to one `Prediction` per text (raising ValueError on bad outputs).
+PORTABLE_TASK_CODECS = {
+    "token-classification":
+        "serving.portable_token_classification_codec:PortableTokenClassificationCodec",
+    "seq2seq": "serving.portable_seq2seq_codec:PortableSeq2SeqCodec",
+}
 
 
 def takes_token_ids(signature: Any) -> bool:
@@ -76,18 +93,24 @@ class ClientTokenizer:
             the predictions). Costs the padded tokens' compute.
     """
 
-    def __init__(self, tokenizer: Any, *, max_length: int, text_pair: bool, pad_token: str,
-                 pad_token_id: int, source: str = "", pad_to_max_length: bool = False) -> None:
+    def __init__(self, tokenizer: Any, *, max_length: int, text_pair: bool, pad_token: str | None,
+                 pad_token_id: int | None, source: str = "", pad_to_max_length: bool = False,
+                 task_codec: Any = None) -> None:
         self.max_length = int(max_length)
         self.text_pair = bool(text_pair)
         self.source = source
         self.pad_to_max_length = bool(pad_to_max_length)
+        #: The client codec of another task's export (see `PORTABLE_TASK_CODECS`), or None.
+        self.task_codec = task_codec
+        self.task = task_codec.task if task_codec is not None else TEXT_CLASSIFICATION
+        self._tokenizer = tokenizer
+        if tokenizer is None:
+            return
         tokenizer.enable_truncation(self.max_length, strategy="longest_first",
                                     direction="right")
         tokenizer.enable_padding(direction="right", pad_id=int(pad_token_id), pad_type_id=0,
                                  pad_token=pad_token,
                                  length=self.max_length if self.pad_to_max_length else None)
-        self._tokenizer = tokenizer
 
     @classmethod
     def from_path(cls, path: str | Path, *, pad_to_max_length: bool = False) -> "ClientTokenizer":
@@ -111,6 +134,13 @@ class ClientTokenizer:
             raise ValueError(
                 f"Invalid max_length in {assets / EXPORT_CONFIG_FILE}. Expected an integer of "
                 f"at least 2. Received: max_length={max_length!r}")
+        task = config.get("task") or TEXT_CLASSIFICATION
+        if task != TEXT_CLASSIFICATION:
+            codec = _task_codec_class(task, assets).from_export(
+                assets, config, pad_to_max_length=pad_to_max_length)
+            return cls(None, max_length=max_length, text_pair=bool(config.get("text_pair")),
+                       pad_token=None, pad_token_id=None, source=str(assets),
+                       pad_to_max_length=pad_to_max_length, task_codec=codec)
         tokenizer_dir = assets / TOKENIZER_DIR
         tokenizer_file = tokenizer_dir / TOKENIZER_FILE
         if not tokenizer_file.is_file():
@@ -144,6 +174,8 @@ class ClientTokenizer:
             ValueError: `text_pairs` is given to a single-text model or missing for a pair
                 model, or does not have one entry per text.
         """
+        if self.task_codec is not None:  # e.g. NER: several windows per text
+            return self.task_codec.encode(texts, text_pairs)
         if text_pairs is None and self.text_pair:
             raise ValueError(
                 f"The model classifies text pairs. Expected text_pairs (one per text). "
@@ -164,13 +196,33 @@ class ClientTokenizer:
         }
 
     def fill_request(self, request: Any, texts: Sequence[str],
-                     text_pairs: Sequence[str] | None = None) -> None:
-        """Sets the token id inputs of a `PredictRequest` for `texts` (and `text_pairs`)."""
+                     text_pairs: Sequence[str] | None = None) -> Callable[..., list] | None:
+        """Sets the token id inputs of a `PredictRequest` for `texts` (and `text_pairs`).
+
+        Returns:
+            None for a text classifier (the client reads its outputs itself); for another
+            task's export, the function that turns the response's outputs (alias -> array)
+            into one `Prediction` per text.
+        """
         from serving import tensor_codec
+
+        if self.task_codec is not None:
+            return self.task_codec.fill_request(request, texts, text_pairs)
 
         for name, values in self.encode(texts, text_pairs).items():
             request.inputs[name].CopyFrom(tensor_codec.to_tensor_proto(values,
                                                                        as_tensor_content=True))
+
+
+def _task_codec_class(task: str, assets: Path) -> Any:
+    spec = PORTABLE_TASK_CODECS.get(task)
+    if spec is None:
+        raise ValueError(
+            f"No client-side tokenisation for {task!r} exports. Expected an export of one of "
+            f"{[TEXT_CLASSIFICATION, *PORTABLE_TASK_CODECS]}. Received: task={task!r} in "
+            f"{assets / EXPORT_CONFIG_FILE}")
+    module_name, class_name = spec.split(":")
+    return getattr(importlib.import_module(module_name), class_name)
 
 
 def _assets_directory(path: Path) -> Path:
