@@ -97,7 +97,7 @@ def test_deadline_exceeded(target):
         request.inputs["iterations"].dtype = 9  # DT_INT64, scalar
         request.inputs["iterations"].int64_val.append(300_000)
         with pytest.raises(ServingError) as raised:
-            client._call("Predict", client._stub.Predict, request)
+            client._call("Predict", request)
 
     assert raised.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
     assert "(timeout 0.2 s)" in raised.value.message
