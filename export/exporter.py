@@ -179,12 +179,13 @@ def export_model(
 
 
 def _export_task(run: RunDirectory, base: Path, version: int, max_length: int | None,
-                 parity_texts: Any) -> ExportResult:
-    """Exports a run of a task other than text classification through its `TaskExport`."""
+                 parity_texts: Any, export_class: type | None = None) -> ExportResult:
+    """Exports a run of a task other than text classification through its `TaskExport`
+    (`export_class`, e.g. a portable one; default: the task's)."""
     from export.task_export import task_export_class
 
-    task_export = task_export_class(run.task)(run, max_length=max_length,
-                                              parity_texts=parity_texts)
+    export_class = export_class or task_export_class(run.task)
+    task_export = export_class(run, max_length=max_length, parity_texts=parity_texts)
     with _staged_version(base, version) as temp_dir:
         task_export.save(temp_dir)
         assets = temp_dir / ASSETS_EXTRA

@@ -44,17 +44,24 @@ logger = logging.getLogger(__name__)
 
 #: Where the client finds the tokenizer, relative to `assets.extra/`.
 CLIENT_TOKENIZER_FILE = "tokenizer/tokenizer.json"
+#: Task -> "module:Class" of the `TaskExport` of its portable export (other tasks than text
+#: classification; `export_model` then writes it as it writes the default task exports).
+PORTABLE_TASK_EXPORTS = {
+    "token-classification":
+        "export.portable_token_classification_export:PortableTokenClassificationExport",
+    "seq2seq": "export.portable_seq2seq_export:PortableSeq2SeqExport",
+}
 
 
 def export_portable(run: RunDirectory, base: Path, version: int, max_length: int | None,
                     parity_texts: Sequence[str] | None) -> ExportResult:
-    """Writes `base/<version>/`: the run's classifier with token-id signatures only.
+    """Writes `base/<version>/`: the run's classifier with token-id signatures only (runs of
+    the tasks in `PORTABLE_TASK_EXPORTS` are exported by their portable `TaskExport`).
 
     Called by `export_model(..., portable=True)` once the version is chosen.
 
     Raises:
-        ExportError: The run is not a text classification run (other tasks have no portable
-            export yet).
+        ExportError: The run's task has no portable export.
         UnsupportedTokenizerError: The run's tokenizer has no fast (`tokenizer.json`) version
             or no padding token.
         ParityError: The written tokenizer or SavedModel does not reproduce the run's.
@@ -66,10 +73,19 @@ def export_portable(run: RunDirectory, base: Path, version: int, max_length: int
     from export.exporter import _write_assets_extra
     from export.exporter import save_module
 
+    if run.task in PORTABLE_TASK_EXPORTS:
+        import importlib
+
+        from export.exporter import _export_task
+
+        module_name, class_name = PORTABLE_TASK_EXPORTS[run.task].split(":")
+        export_class = getattr(importlib.import_module(module_name), class_name)
+        return _export_task(run, base, version, max_length, parity_texts, export_class)
     if run.task != SUPPORTED_TASK:
         raise ExportError(
             f"No portable export for {run.task} runs yet. Expected a {SUPPORTED_TASK} run "
-            f"(single-label, multi-label or regression) for --portable. Received: "
+            f"(single-label, multi-label or regression) or a run of "
+            f"{', '.join(sorted(PORTABLE_TASK_EXPORTS))} for --portable. Received: "
             f"task={run.task!r} in {run.path / FIT_CONFIG_FILE}; export it without --portable "
             f"(the tokenizer then runs in the graph, which needs tensorflow-text on the server)")
     model = run.load_model()

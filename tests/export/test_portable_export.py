@@ -235,10 +235,13 @@ def test_parity_check_fails_when_clients_would_tokenise_differently(tmp_path, po
                               labels=run.labels)
 
 
-def test_refuses_tasks_without_a_portable_export(tmp_path, portable_run_dirs):
+def test_refuses_tasks_without_a_portable_export(tmp_path, portable_run_dirs, monkeypatch):
     import export
+    from export import portable_export
     from export.errors import ExportError
 
+    # seq2seq has a portable export (tests/export/test_portable_seq2seq.py): take it away.
+    monkeypatch.delitem(portable_export.PORTABLE_TASK_EXPORTS, "seq2seq")
     run = shutil.copytree(portable_run_dirs["single"], tmp_path / "run")
     config = run / "fit_config.yaml"
     config.write_text(config.read_text() + "task: seq2seq\n")
