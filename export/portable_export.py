@@ -50,6 +50,8 @@ PORTABLE_TASK_EXPORTS = {
     "token-classification":
         "export.portable_token_classification_export:PortableTokenClassificationExport",
     "seq2seq": "export.portable_seq2seq_export:PortableSeq2SeqExport",
+    "question-answering":
+        "export.portable_question_answering_export:PortableQuestionAnsweringExport",
 }
 
 

@@ -44,6 +44,8 @@ PORTABLE_TASK_CODECS = {
     "token-classification":
         "serving.portable_token_classification_codec:PortableTokenClassificationCodec",
     "seq2seq": "serving.portable_seq2seq_codec:PortableSeq2SeqCodec",
+    "question-answering":
+        "serving.portable_question_answering_codec:PortableQuestionAnsweringCodec",
 }
 
 
