@@ -92,10 +92,12 @@ class FineTuningTask(abc.ABC):
     # --- datasets --------------------------------------------------------------------------
 
     @abc.abstractmethod
-    def train_dataset(self, tokenizer: Any) -> tuple[Any, int]:
+    def train_dataset(self, tokenizer: Any, batch_size: int | None = None) -> tuple[Any, int]:
         """`(dataset, steps_per_epoch)`: a shuffled (`config.seed`) `tf.data.Dataset` of
-        `(features, labels)` batches of `config.batch_size` for `model.fit` (the model computes
-        its own loss from `labels`), and the number of batches in one epoch."""
+        `(features, labels)` batches of `batch_size` (default `config.batch_size`; `fit` passes
+        the global batch, per replica x replicas) for `model.fit` (the model computes its own
+        loss from `labels`), and the number of batches in one epoch. Every epoch follows the
+        other without end, each in an order that depends on `(seed, epoch)` only."""
 
     def prepare_validation(self, tokenizer: Any) -> None:
         """Tokenizes the validation data once (no-op without validation)."""

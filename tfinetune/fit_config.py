@@ -12,6 +12,7 @@ from typing import Mapping
 
 import yaml
 
+from tfinetune.distribution_strategy import STRATEGIES
 from tfinetune.errors import ConfigError
 from tfinetune.model_source import DEFAULT_MODEL
 from tfinetune.problem_type import PROBLEM_TYPES
@@ -60,7 +61,8 @@ class FitConfig:
             question answering, source tokens for seq2seq); default per task: 128, 384 for
             question-answering, 512 for seq2seq.
         epochs: Passes over the training data.
-        batch_size: Training batch size.
+        batch_size: Training batch size per replica: a step trains on `batch_size` x replicas
+            examples (one replica without a distribution strategy; see `strategy`).
         eval_batch_size: Validation batch size.
         learning_rate: Peak learning rate, reached after warmup.
         warmup_ratio: Fraction of the total steps spent warming up linearly.
@@ -78,6 +80,11 @@ class FitConfig:
             Backups are also taken at every epoch end and every `save_minutes`.
         save_minutes: Back up the training state whenever this many minutes of training have
             passed since the last backup; 0 disables the time trigger.
+        strategy: How training is spread over devices and machines: `one-device`,
+            `mirrored` (this machine's GPUs), `multi-worker` (several machines, configured by
+            the `TF_CONFIG` environment variable) or `auto` (multi-worker when TF_CONFIG names
+            several tasks, mirrored with several GPUs, else one-device). See
+            `tfinetune.distribution_strategy.DistributionStrategy`.
         overwrite_output_dir: Start afresh: replace a finished run in `output_dir` instead of
             refusing, and discard the backups of an unfinished one instead of resuming it.
         freeze_backbone: Train only the classification head; the pretrained encoder is frozen
@@ -133,6 +140,7 @@ class FitConfig:
     precision: str = "float32"
     save_steps: int | None = None
     save_minutes: float = 10.0
+    strategy: str = "auto"
     overwrite_output_dir: bool = False
     freeze_backbone: bool = False
     freeze_layers: int = 0
@@ -237,6 +245,10 @@ class FitConfig:
             raise ConfigError(
                 f"Unknown precision. Expected one of {list(PRECISIONS)}. "
                 f"Received: precision={self.precision!r}")
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(
+                f"Unknown strategy. Expected one of {list(STRATEGIES)}. "
+                f"Received: strategy={self.strategy!r}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(
                 f"Unknown learning-rate schedule. Expected one of {list(SCHEDULES)}. "
@@ -311,8 +323,10 @@ class FitConfig:
         return cls(**load_config_file(path))
 
     def training_differences(self, other: "FitConfig") -> dict[str, tuple[Any, Any]]:
-        """Fields that change what is trained (everything but bookkeeping options)."""
-        ignored = {"overwrite_output_dir", "save_steps", "save_minutes"}
+        """Fields that change what is trained (everything but bookkeeping options). The
+        strategy is not one: a run may resume under another strategy with the same number of
+        replicas (`fit` checks that)."""
+        ignored = {"overwrite_output_dir", "save_steps", "save_minutes", "strategy"}
         return {
             field.name: (getattr(self, field.name), getattr(other, field.name))
             for field in dataclasses.fields(self)

@@ -75,13 +75,15 @@ class QuestionAnsweringTask(FineTuningTask):
             answers=[(example.answer_texts, example.answer_starts) for example in examples],
             locations=[example.location for example in examples])
 
-    def train_dataset(self, tokenizer: Any) -> tuple[Any, int]:
+    def train_dataset(self, tokenizer: Any,
+                      batch_size: int | None = None) -> tuple[Any, int]:
+        batch_size = batch_size or self.config.batch_size
         config = self.config
         features = self._features(tokenizer, self.train)
-        dataset = features.dataset(batch_size=config.batch_size,
+        dataset = features.dataset(batch_size=batch_size,
                                    pad_token_id=tokenizer.pad_token_id or 0, shuffle=True,
                                    seed=config.seed)
-        return dataset, math.ceil(len(features) / config.batch_size)
+        return dataset, math.ceil(len(features) / batch_size)
 
     def prepare_validation(self, tokenizer: Any) -> None:
         if self.validation is not None:

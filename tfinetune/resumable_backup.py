@@ -35,18 +35,27 @@ class ResumableBackup(tf_keras.callbacks.BackupAndRestore):
     (the caller deletes it once the run's outputs are written), so a crash while saving does
     not lose the finished training.
 
+    Multi-worker (`distribution.is_multi_worker`): every worker saves at the same steps
+    (saving is collective); the chief into `backup_dir/chief`, the others into a temporary
+    directory that Keras deletes after each save (give them a `backup_dir` outside the run
+    directory). The time trigger fires on every worker when it is due on any. On resume only
+    the chief reads the backup; the others then take its restored state (weights, optimizer,
+    dropout generators, position) through collectives, so they need no shared filesystem.
+
     Args:
         backup_dir: Directory of the backup.
         save_steps: Steps between backups within an epoch, or None for none by count.
         save_minutes: Minutes of training between backups, or 0 for none by time.
+        distribution: The run's `DistributionStrategy`, or None without one.
     """
 
     def __init__(self, backup_dir: str, save_steps: int | None = None,
-                 save_minutes: float = 0.0):
+                 save_minutes: float = 0.0, distribution=None):
         super().__init__(backup_dir=backup_dir, save_freq=int(save_steps or _NEVER),
                          delete_checkpoint=False)
         self.save_steps = save_steps
         self.save_seconds = 60.0 * save_minutes
+        self.distribution = distribution
         self._last_backup = _now()
 
     @staticmethod
@@ -82,9 +91,18 @@ class ResumableBackup(tf_keras.callbacks.BackupAndRestore):
             model.optimizer.build(model.trainable_variables)
         state = worker_training_state.WorkerTrainingState(
             model, self.backup_dir, self.save_freq, self.save_before_preemption)
-        state.read_checkpoint_manager.checkpoint.random_generators = random_generators(model)
+        generators = random_generators(model)
+        state.read_checkpoint_manager.checkpoint.random_generators = generators
         model._training_state = self._training_state = state
         state.restore()
+        distribution = self.distribution
+        if distribution is not None and distribution.is_multi_worker:
+            restored = state.read_checkpoint_manager.latest_checkpoint is not None
+            if distribution.broadcast_from_chief([restored])[0]:
+                distribution.sync_from_chief(
+                    [*model.weights, *model.optimizer.variables(), state._ckpt_saved_epoch,
+                     state._ckpt_saved_batch, model._train_counter,
+                     *(generator.state for generator in generators)])
         self._last_backup = _now()
 
     def on_train_batch_end(self, batch, logs=None):
@@ -93,6 +111,8 @@ class ResumableBackup(tf_keras.callbacks.BackupAndRestore):
         due_by_steps = self.save_steps is not None and self._batches_count >= self.save_steps
         due_by_time = (self.save_seconds > 0
                        and _now() - self._last_backup >= self.save_seconds)
+        if self.save_seconds > 0 and self.distribution is not None:
+            due_by_time = self.distribution.any_worker(due_by_time)
         if due_by_steps or due_by_time:
             self._backup(epoch=self._current_epoch, batch=batch)
 

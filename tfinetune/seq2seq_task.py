@@ -69,12 +69,14 @@ class Seq2SeqTask(FineTuningTask):
         tf_keras.utils.set_random_seed(self.config.seed)
         return load_seq2seq(source, self.config.model)
 
-    def train_dataset(self, tokenizer: Any) -> tuple[Any, int]:
+    def train_dataset(self, tokenizer: Any,
+                      batch_size: int | None = None) -> tuple[Any, int]:
+        batch_size = batch_size or self.config.batch_size
         features = encode(tokenizer, self.train.sources, self.train.targets, self.config)
-        dataset = make_seq2seq_dataset(features, batch_size=self.config.batch_size,
+        dataset = make_seq2seq_dataset(features, batch_size=batch_size,
                                        pad_token_id=tokenizer.pad_token_id or 0, shuffle=True,
                                        seed=self.config.seed)
-        return dataset, math.ceil(len(self.train) / self.config.batch_size)
+        return dataset, math.ceil(len(self.train) / batch_size)
 
     def prepare_validation(self, tokenizer: Any) -> None:
         if self.validation is None:

@@ -107,20 +107,22 @@ class TextClassificationTask(FineTuningTask):
                 "Expected a Hugging Face model name or directory of a model type with a TF class "
                 f"(BERT, DistilBERT, RoBERTa, ...). Received: {error}") from error
 
-    def train_dataset(self, tokenizer: Any) -> tuple[Any, int]:
+    def train_dataset(self, tokenizer: Any,
+                      batch_size: int | None = None) -> tuple[Any, int]:
+        batch_size = batch_size or self.config.batch_size
         from tfinetune import tokenized_dataset
         from tfinetune.tokenized_dataset import make_dataset
         from tfinetune.tokenized_dataset import tokenize
 
         config = self.config
         features = tokenize(tokenizer, self.train.texts, self.train.text_pairs, config.max_length)
-        dataset = make_dataset(features, self.train.targets, batch_size=config.batch_size,
+        dataset = make_dataset(features, self.train.targets, batch_size=batch_size,
                                pad_token_id=tokenizer.pad_token_id or 0, shuffle=True,
                                seed=config.seed,
                                length_window=tokenized_dataset.TRAIN_LENGTH_WINDOW,
                                length_granularity=tokenized_dataset.TRAIN_LENGTH_GRANULARITY,
                                repeat=True)
-        return dataset, math.ceil(len(self.train) / config.batch_size)
+        return dataset, math.ceil(len(self.train) / batch_size)
 
     def prepare_validation(self, tokenizer: Any) -> None:
         if self.validation is None:

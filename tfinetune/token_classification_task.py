@@ -102,15 +102,17 @@ class TokenClassificationTask(FineTuningTask):
                 freezer.freeze_layers(config.freeze_layers)
         return tokenizer, model
 
-    def train_dataset(self, tokenizer: Any) -> tuple[Any, int]:
+    def train_dataset(self, tokenizer: Any,
+                      batch_size: int | None = None) -> tuple[Any, int]:
+        batch_size = batch_size or self.config.batch_size
         config = self.config
         encoding = _Encoding.of(tokenizer, self.train, config.max_length)
         if len(encoding) > len(self.train):
             logger.info("Sentences longer than max_length %d tokens are cut into windows: %d "
                         "windows for %d sentences", config.max_length, len(encoding),
                         len(self.train))
-        dataset = encoding.dataset(config.batch_size, shuffle=True, seed=config.seed)
-        return dataset, math.ceil(len(encoding) / config.batch_size)
+        dataset = encoding.dataset(batch_size, shuffle=True, seed=config.seed)
+        return dataset, math.ceil(len(encoding) / batch_size)
 
     def prepare_validation(self, tokenizer: Any) -> None:
         if self.validation is not None:

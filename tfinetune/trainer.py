@@ -9,6 +9,7 @@ import logging
 import os
 import shutil
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -22,6 +23,8 @@ logger = logging.getLogger(__name__)
 warnings.filterwarnings("ignore", message="`seed_generator` is deprecated", category=UserWarning)
 
 CHECKPOINT_DIR = "checkpoints"
+#: In `checkpoints/`: the replicas an unfinished run trains with (a resume must use as many).
+DISTRIBUTION_FILE = "distribution.json"
 STAGING_DIR = ".staging"
 # Files of a finished run (besides the model and tokenizer files save_pretrained writes).
 RUN_FILES = ("fit_config.yaml", "metrics.json", "training_curves.png", "README.md")
@@ -40,6 +43,8 @@ class FitResult:
         best_epoch: The epoch whose weights were kept (1-based).
         validation_metrics: Validation metrics of the kept weights, or None without validation.
         resumed: True when training continued from a backup in `output_dir/checkpoints`.
+        chief: False on the workers of a multi-worker run other than the chief: they wrote
+            nothing (`output_dir` is the chief's; `best_epoch` and `validation_metrics` None).
     """
 
     output_dir: Path
@@ -48,6 +53,7 @@ class FitResult:
     best_epoch: int | None
     validation_metrics: dict | None
     resumed: bool
+    chief: bool = True
 
 
 def fit(config: FitConfig, *, callbacks: Sequence = ()) -> FitResult:
@@ -55,7 +61,13 @@ def fit(config: FitConfig, *, callbacks: Sequence = ()) -> FitResult:
     `config.output_dir`.
 
     Data and options are checked before anything is loaded or written. Re-running the same
-    command after a crash resumes from the last backup in `output_dir/checkpoints`. What is
+    command after a crash resumes from the last backup in `output_dir/checkpoints`.
+
+    `config.strategy` spreads training over devices or machines (see `DistributionStrategy`);
+    `config.batch_size` is per replica. With `multi-worker` every worker runs `fit` with the same
+    config and `TF_CONFIG` names its task; only the chief (worker 0) reads and writes
+    `output_dir` (the others keep their backups in a temporary directory they delete, and take
+    the resume point and the restored state from the chief). What is
     task-specific (data, model head, datasets, metrics) comes from the task's
     `FineTuningTask` (see `tfinetune.tasks`).
 
@@ -66,30 +78,88 @@ def fit(config: FitConfig, *, callbacks: Sequence = ()) -> FitResult:
     Raises:
         ConfigError, DataError, ModelError, RunDirError: with a message naming the problem.
     """
+    from tfinetune.distribution_strategy import DistributionStrategy
     from tfinetune.tasks import task_for
 
+    DistributionStrategy.resolve(config.strategy)  # TF_CONFIG is checked before the data
     task = task_for(config)
     task.read_data()
+    # Before any other TensorFlow operation: MultiWorkerMirroredStrategy sets up the runtime.
+    distribution = DistributionStrategy.create(config.strategy)
     output_dir = Path(config.output_dir)
-    resuming = _check_output_dir(config, output_dir)
+    resuming, position = _agree_on_run_dir(config, output_dir, distribution)
     labels = task.label_names
     logger.info("Training %s on %d rows%s", config.task, task.train_rows,
                 f", {len(labels)} labels: {labels}" if labels else "")
 
     from tfinetune.precision_policy import precision_policy
 
-    with precision_policy(config.precision):
-        return _train(config, task, output_dir, resuming, callbacks)
+    # The chief works in the run directory; the other workers in a temporary directory.
+    work_dir = output_dir if distribution.is_chief else Path(
+        tempfile.mkdtemp(prefix=f"tfinetune-worker-{distribution.worker_index}-"))
+    try:
+        with precision_policy(config.precision):
+            return _train(config, task, output_dir, work_dir, resuming, position, callbacks,
+                          distribution)
+    finally:
+        if not distribution.is_chief:
+            shutil.rmtree(work_dir, ignore_errors=True)
 
 
-def _train(config: FitConfig, task, output_dir: Path, resuming: bool,
-           callbacks: Sequence) -> FitResult:
+def _agree_on_run_dir(config: FitConfig, output_dir: Path, distribution
+                      ) -> tuple[bool, tuple[int, int] | None]:
+    """`(resuming, backup position)`, decided by the chief from the run directory and sent to
+    the other workers (which never look at `output_dir`). A refusal stops every worker."""
+    from tfinetune.resumable_backup import ResumableBackup
+
+    resuming, position, refused = False, None, None
+    if distribution.is_chief:
+        try:
+            resuming = _check_output_dir(config, output_dir)
+            if resuming:
+                _check_replicas(output_dir / CHECKPOINT_DIR, config, distribution.num_replicas)
+                position = ResumableBackup.saved_position(
+                    output_dir / CHECKPOINT_DIR / "backup")
+        except RunDirError as error:
+            refused = error
+    epoch, batch = position if position is not None else (-1, -1)
+    agreed = distribution.broadcast_from_chief(
+        [refused is not None, resuming, epoch, batch])
+    if refused is not None:
+        raise refused
+    if agreed[0]:
+        raise RunDirError(
+            f"The chief (worker 0) refused --output-dir {output_dir}: see its log. Worker "
+            f"{distribution.worker_index} stops too.")
+    resuming = bool(agreed[1])
+    position = (agreed[2], agreed[3]) if agreed[2] >= 0 else None
+    return resuming, position
+
+
+def _check_replicas(checkpoint_dir: Path, config: FitConfig, replicas: int) -> None:
+    """Refuses to resume a run that trained with another number of replicas: its backups'
+    steps are of another global batch, so the data order and learning rate would not match."""
+    path = checkpoint_dir / DISTRIBUTION_FILE
+    saved = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {"replicas": 1}
+    if saved["replicas"] != replicas:
+        raise RunDirError(
+            f"{config.output_dir} holds an unfinished run trained with {saved['replicas']} "
+            f"replica(s) (global batch {saved['replicas'] * config.batch_size}); this run has "
+            f"{replicas} (global batch {replicas * config.batch_size}), so its backups' steps "
+            "would not match. Resume with as many replicas (devices x workers), or pass "
+            "--overwrite-output-dir to start over.")
+
+
+def _train(config: FitConfig, task, output_dir: Path, work_dir: Path, resuming: bool,
+           position: tuple[int, int] | None, callbacks: Sequence,
+           distribution) -> FitResult:
     """Loads the model and trains it (inside `fit`'s precision policy)."""
     labels = task.label_names
     import tensorflow as tf
     import tf_keras
 
-    with _checkpointable_dropout():
+    chief = distribution.is_chief
+    with distribution.scope(), _checkpointable_dropout():
         tokenizer, model = task.load_model()
 
     from tfinetune.lean_adamw import LeanAdamW
@@ -98,8 +168,13 @@ def _train(config: FitConfig, task, output_dir: Path, resuming: bool,
     from tfinetune.validation_metrics_callback import ValidationMetricsCallback
     from tfinetune.warmup_decay_schedule import WarmupDecaySchedule
 
-    train_dataset, steps_per_epoch = task.train_dataset(tokenizer)
-    task.prepare_validation(tokenizer)
+    global_batch = config.batch_size * distribution.num_replicas
+    if distribution.num_replicas > 1:
+        logger.info("Global batch %d: %d per replica x %d replicas", global_batch,
+                    config.batch_size, distribution.num_replicas)
+    train_dataset, steps_per_epoch = task.train_dataset(tokenizer, global_batch)
+    if chief:
+        task.prepare_validation(tokenizer)
 
     total_steps = steps_per_epoch * config.epochs
     warmup_steps = (config.warmup_steps if config.warmup_steps is not None
@@ -108,20 +183,23 @@ def _train(config: FitConfig, task, output_dir: Path, resuming: bool,
     schedule = WarmupDecaySchedule(config.learning_rate, total_steps=total_steps,
                                    warmup_steps=warmup_steps, decay=config.schedule,
                                    power=config.poly_power)
-    optimizer = LeanAdamW(
-        learning_rate=schedule, weight_decay=config.weight_decay, beta_1=0.9, beta_2=0.999,
-        epsilon=1e-8, global_clipnorm=config.max_grad_norm or None)
-    optimizer.exclude_from_weight_decay(var_names=list(NO_DECAY))
-    model.compile(optimizer=optimizer, metrics=task.compile_metrics())
+    with distribution.scope():
+        optimizer = LeanAdamW(
+            learning_rate=schedule, weight_decay=config.weight_decay, beta_1=0.9,
+            beta_2=0.999, epsilon=1e-8, global_clipnorm=config.max_grad_norm or None)
+        optimizer.exclude_from_weight_decay(var_names=list(NO_DECAY))
+        model.compile(optimizer=optimizer, metrics=task.compile_metrics())
     logger.info("%d steps (%d per epoch), %d warmup, %s decay", total_steps, steps_per_epoch,
                 warmup_steps, config.schedule)
 
-    checkpoint_dir = output_dir / CHECKPOINT_DIR
+    checkpoint_dir = work_dir / CHECKPOINT_DIR
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    if not resuming:
+    if chief and not resuming:
         _save_atomically(config, checkpoint_dir / "fit_config.yaml")
+    if chief:
+        _write_atomically(checkpoint_dir / DISTRIBUTION_FILE,
+                          json.dumps({"replicas": distribution.num_replicas}) + "\n")
     backup_dir = checkpoint_dir / "backup"
-    position = ResumableBackup.saved_position(backup_dir) if resuming else None
     steps_done = ResumableBackup.steps_done(position, steps_per_epoch)
     if position is not None and steps_done >= total_steps:
         logger.info("Resuming after step %d: training had finished; writing the run's outputs",
@@ -132,6 +210,13 @@ def _train(config: FitConfig, task, output_dir: Path, resuming: bool,
                     steps_done, epoch + 1, batch + 1, backup_dir)
     elif resuming:
         logger.info("No backup in %s yet: training from the start", backup_dir)
+    if distribution.is_multi_worker:
+        # Each worker builds the same global batches and keeps its replicas' slices of each
+        # (every worker trains the same number of steps, in the (seed, epoch) order).
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = (
+            tf.data.experimental.AutoShardPolicy.DATA)
+        train_dataset = train_dataset.with_options(options)
     fit_options = {}
     if int(train_dataset.cardinality()) == tf.data.INFINITE_CARDINALITY:
         # Every epoch in one stream whose order depends on (seed, epoch) only: skipping the
@@ -143,12 +228,13 @@ def _train(config: FitConfig, task, output_dir: Path, resuming: bool,
                        "resumed run sees other batches than an uninterrupted one would",
                        config.task)
     recorder = TrainingRecorder(checkpoint_dir, monitor=task.monitor)
+    # Validation and TensorBoard on the chief only: they involve no other worker.
     all_callbacks = [
-        ValidationMetricsCallback(task),
+        *([ValidationMetricsCallback(task)] if chief else []),
         recorder,
-        tf_keras.callbacks.TensorBoard(log_dir=str(output_dir / "logs")),
+        *([tf_keras.callbacks.TensorBoard(log_dir=str(output_dir / "logs"))] if chief else []),
         ResumableBackup(str(backup_dir), save_steps=config.save_steps,
-                        save_minutes=config.save_minutes),
+                        save_minutes=config.save_minutes, distribution=distribution),
         *callbacks,
     ]
     # Keras writes its progress bar to stdout; stdout is for results, so it goes to stderr.
@@ -156,9 +242,14 @@ def _train(config: FitConfig, task, output_dir: Path, resuming: bool,
         model.fit(train_dataset, epochs=config.epochs, callbacks=all_callbacks,
                   verbose=1 if sys.stderr.isatty() else 2, **fit_options)
 
+    if not chief:
+        logger.info("Worker %d done; the chief writes the run directory",
+                    distribution.worker_index)
+        return FitResult(output_dir, labels, recorder.history, None, None, resuming,
+                         chief=False)
     best_weights = recorder.best_weights_path
     if best_weights is not None and best_weights.is_file():
-        model.load_weights(str(best_weights))
+        _load_weights(model, best_weights, distribution)
         logger.info("Keeping the weights of epoch %d", recorder.best_epoch)
     elif best_weights is not None:
         logger.warning("Best-epoch weights %s are missing; keeping the last epoch", best_weights)
@@ -228,9 +319,37 @@ def _checkpointable_dropout():
             experimental.disable_tf_random_generator()
 
 
+def _load_weights(model, path: Path, distribution) -> None:
+    """`model.load_weights(path)` (a `.weights.h5` file). With several replicas the values are
+    read into memory first: Keras would assign its metrics' sync-on-read variables straight
+    from the HDF5 datasets, which TensorFlow's distributed variables refuse."""
+    if distribution.num_replicas == 1:
+        model.load_weights(str(path))
+        return
+    from tf_keras.src.saving import saving_lib
+
+    class InMemoryStore(saving_lib.H5IOStore):
+        def get(self, inner_path):
+            group = super().get(inner_path)
+            return {key: group[key][()] for key in group.keys()}
+
+    store = InMemoryStore(str(path), mode="r")
+    try:
+        saving_lib._load_state(model, weights_store=store, assets_store=None, inner_path="",
+                               visited_trackables=set())
+    finally:
+        store.close()
+
+
 def _save_atomically(config: FitConfig, path: Path) -> None:
     temporary = path.with_name(path.name + ".tmp")
     config.save(temporary)
+    os.replace(temporary, path)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text, encoding="utf-8")
     os.replace(temporary, path)
 
 

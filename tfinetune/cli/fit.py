@@ -9,6 +9,7 @@ import click
 
 from tfinetune.cli.quiet_import import import_tensorflow_quietly
 from tfinetune.errors import TfinetuneError
+from tfinetune.distribution_strategy import STRATEGIES
 from tfinetune.fit_config import PRECISIONS
 from tfinetune.fit_config import SCHEDULES
 from tfinetune.fit_config import TASKS
@@ -43,7 +44,8 @@ SCHEDULE_CHOICES = list(SCHEDULES) + ["constant_with_warmup"]
 @click.option("--epochs", "--num-train-epochs", "epochs", type=float,
               help="Passes over the training data. [default: 3]")
 @click.option("--batch-size", "--per-device-train-batch-size", "batch_size", type=int,
-              help="Training batch size. [default: 32]")
+              help="Training batch size per replica; a step trains on this x replicas "
+                   "examples. [default: 32]")
 @click.option("--eval-batch-size", "--per-device-eval-batch-size", "eval_batch_size", type=int,
               help="Validation batch size. [default: 64]")
 @click.option("--learning-rate", type=float, help="Peak learning rate. [default: 5e-5]")
@@ -68,6 +70,12 @@ SCHEDULE_CHOICES = list(SCHEDULES) + ["constant_with_warmup"]
 @click.option("--save-minutes", type=float,
               help="Also back up whenever this many minutes of training have passed since the "
                    "last backup (and at every epoch end); 0: no time trigger. [default: 10]")
+@click.option("--strategy", type=click.Choice(list(STRATEGIES)),
+              help="Spread training: one-device; mirrored (this machine's GPUs); multi-worker "
+                   "(several machines, tf.distribute.MultiWorkerMirroredStrategy configured by "
+                   "the TF_CONFIG environment variable; run the same command on every worker); "
+                   "auto: multi-worker when TF_CONFIG names several tasks, mirrored with "
+                   "several GPUs, else one-device. [default: auto]")
 @click.option("--problem-type", type=click.Choice(["single-label", "multi-label", "regression"]),
               help="One label per text, a set of labels per text, or a number. "
                    "[default: single-label]")
@@ -140,6 +148,9 @@ def command(config_file, **options) -> None:
         result = tfinetune.fit(config)
     except TfinetuneError as error:
         raise click.ClickException(str(error)) from error
+    if not result.chief:  # a multi-worker run's other workers write nothing
+        click.echo(json.dumps({"output_dir": None, "task": config.task, "chief": False}))
+        return
     summary = {"output_dir": str(result.output_dir), "task": config.task,
                "best_epoch": result.best_epoch, "labels": result.labels}
     if result.validation_metrics:
