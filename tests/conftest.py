@@ -17,7 +17,8 @@ import tfinetune  # (sets USE_TORCH=0 / TF_USE_LEGACY_KERAS before TF imports)
 
 # Each task's fixtures live in their own module.
 pytest_plugins = ["tests.token_classification_fixtures", "tests.question_answering_fixtures",
-                  "tests.seq2seq_fixtures", "tests.portable_fixtures"]
+                  "tests.seq2seq_fixtures", "tests.portable_fixtures",
+                  "tests.portable_ner_s2s_fixtures"]
 
 POSITIVE_WORDS = ["good", "great", "excellent", "wonderful", "loved", "brilliant", "fun"]
 NEGATIVE_WORDS = ["bad", "awful", "terrible", "boring", "hated", "dull", "poor"]
