@@ -216,7 +216,7 @@ class BatchScorer:
                            progress)
         except _ServerUnavailable as error:
             raise ScoringError(
-                f"The server at {config.server} became unavailable during the run: {error}. "
+                f"The {config.server_description} became unavailable during the run: {error}. "
                 f"Expected a running model server serving model {config.model_name!r}. The "
                 f"{counts.rows} rows written so far are kept in {self.partial_path}: run the "
                 f"same command with --resume once the server is back to score the rest."
@@ -347,9 +347,9 @@ class BatchScorer:
     def _cannot_start(self, what: str, error: BaseException) -> ScoringError:
         config = self.config
         return ScoringError(
-                f"Cannot get the {what} of model {config.model_name!r} from the server "
-                f"at {config.server}: {_describe(error)}. Expected a running model server "
-                f"(tfinetune serve) that serves model {config.model_name!r}"
+                f"Cannot get the {what} of model {config.model_name!r} from the "
+                f"{config.server_description}: {_describe(error)}. Expected a running model "
+                f"server (tfinetune serve) that serves model {config.model_name!r}"
                 + (f" version {config.model_version}" if config.model_version else "")
                 + f" with signature {config.signature_name!r}. Nothing was written."
             )

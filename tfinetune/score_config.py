@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Sequence
+
+from serving.server_targets import parse_targets  # pure Python: imports no TensorFlow
 
 from tfinetune.errors import ConfigError
 from tfinetune.errors import DataError
@@ -20,7 +23,11 @@ class ScoreConfig:
         input: File to score: `.csv`, `.tsv`, `.jsonl`/`.json` or `.parquet`.
         output: Where to write the scored rows; the format follows its extension (same set).
         model_name: Name of the model on the server.
-        server: gRPC target of the model server, `HOST:PORT`.
+        server: gRPC target of the model server, `HOST:PORT`, or of several replicas (a
+            sequence, or comma-separated): requests are spread over them and a failed one
+            is retried on another (`serving.Client`). Other forms: `dns:///NAME:PORT` (every
+            address of NAME), `ipv4:A:P,B:P`, `unix:PATH` (`serving.server_targets`). Kept
+            as given, comma-joined; `servers` has the targets one by one.
         text_column: Input column holding the text; None = the model's default (`text`;
             question answering: `question`).
         text_pair_column: Optional input column holding the second text (pair models;
@@ -59,7 +66,7 @@ class ScoreConfig:
     input: Path
     output: Path
     model_name: str
-    server: str = DEFAULT_SERVER
+    server: str | Sequence[str] = DEFAULT_SERVER
     text_column: str | None = None
     text_pair_column: str | None = None
     label_column: str | None = None
@@ -75,15 +82,23 @@ class ScoreConfig:
     overwrite: bool = False
     tokenizer: Path | None = None
     pad_to_max_length: bool = False
+    #: The targets of `server`, one per replica (set from `server`).
+    servers: tuple[str, ...] = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input", Path(self.input))
         object.__setattr__(self, "output", Path(self.output))
+        try:
+            servers = parse_targets(self.server, "--server")
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+        object.__setattr__(self, "servers", servers)
+        object.__setattr__(self, "server", ",".join(servers))
         if self.text_column is not None and (
                 not isinstance(self.text_column, str) or not self.text_column.strip()):
             raise ConfigError(
                 f"Expected a non-empty text_column. Received: text_column={self.text_column!r}")
-        for name in ("model_name", "server", "signature_name"):
+        for name in ("model_name", "signature_name"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
                 raise ConfigError(f"Expected a non-empty {name}. Received: {name}={value!r}")
@@ -116,6 +131,14 @@ class ScoreConfig:
                 f"The output would overwrite the input file {self.input}. "
                 "Expected a different --output path."
             )
+
+
+    @property
+    def server_description(self) -> str:
+        """`server at HOST:PORT`, or `servers at A, B` for several replicas."""
+        if len(self.servers) == 1:
+            return f"server at {self.servers[0]}"
+        return f"servers at {', '.join(self.servers)}"
 
 
 def _at_least(name: str, value: object, minimum: int) -> None:

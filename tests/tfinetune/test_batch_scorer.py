@@ -355,7 +355,7 @@ def test_interrupted_run_leaves_no_output_but_keeps_the_partial_rows(tmp_path):
         ({"model_version": 0}, "model_version >= 1"),
         ({"text_pair_column": "text"}, "different text and text pair columns"),
         ({"output": "out.xlsx"}, "Unsupported file type '.xlsx'"),
-        ({"server": " "}, "non-empty server"),
+        ({"server": " "}, "Invalid --server address '': it is empty"),
     ],
 )
 def test_config_validation(tmp_path, options, match):

@@ -6,10 +6,13 @@ import dataclasses
 import json
 import logging
 from pathlib import Path
+from typing import Sequence
 
 import click
 
+from serving.server_targets import parse_targets  # pure Python: imports no TensorFlow
 from tfinetune.cli.quiet_import import import_tensorflow_quietly
+from tfinetune.cli.server_option import server_option
 from tfinetune.cli.tls_options import TlsOptions
 from tfinetune.cli.tls_options import tls_options
 from tfinetune.cli.serve import TfServingOption
@@ -24,7 +27,10 @@ class PredictConfig:
     """Options of `tfinetune predict`.
 
     Args:
-        server: gRPC target of the model server, `HOST:PORT`.
+        server: gRPC target of the model server, `HOST:PORT`, or of several replicas (a
+            sequence or comma-separated; forms: `serving.server_targets`): texts are spread
+            over them and a failed request is retried on another. Kept comma-joined;
+            `servers` has the targets one by one.
         model_name: Name of the model on the server.
         signature_name: Signature to call.
         model_version: Pin a model version; None = the server's latest.
@@ -37,7 +43,7 @@ class PredictConfig:
     """
 
     model_name: str
-    server: str = "localhost:8500"
+    server: str | Sequence[str] = "localhost:8500"
     signature_name: str = "serving_default"
     model_version: int | None = None
     timeout: float = 30.0
@@ -45,12 +51,21 @@ class PredictConfig:
     tls: TlsOptions = TlsOptions()
     tokenizer: Path | None = None
     pad_to_max_length: bool = False
+    #: The targets of `server`, one per replica (set from `server`).
+    servers: tuple[str, ...] = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        try:
+            servers = parse_targets(self.server, "--server")
+        except ValueError as error:
+            raise click.UsageError(str(error)) from None
+        object.__setattr__(self, "servers", servers)
+        object.__setattr__(self, "server", ",".join(servers))
 
 
 @click.command("predict", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("texts", nargs=-1, metavar="[TEXT]...")
-@click.option("--server", default="localhost:8500", show_default=True, metavar="HOST:PORT",
-              help="gRPC address of the model server.")
+@server_option
 @click.option("--model-name", "--model_name", "model_name", cls=TfServingOption, required=True,
               metavar="NAME", help="Model name on the server.")
 @click.option("--signature-name", default="serving_default", show_default=True,
@@ -86,6 +101,7 @@ def command(texts: tuple[str, ...], text_pairs: tuple[str, ...], **options) -> N
     tfinetune predict --model-name nli "A man sleeps." --text-pair "Nobody sleeps."
     tfinetune predict --model-name qa "Where is Paris?" --context "Paris is in France."
     cat reviews.txt | tfinetune predict --server host:8500 --model-name sentiment
+    tfinetune predict --server host1:8500,host2:8500 --model-name sentiment "a great movie"
     tfinetune predict --model-name sentiment --tokenizer models/sentiment "a great movie"
     """
     tls = TlsOptions.pop_from(options)
@@ -108,7 +124,7 @@ def run(config: PredictConfig, texts: list[str], text_pairs: list[str] | None) -
     from serving.client import Client
     from serving.serving_error import ServingError
 
-    client = Client(config.server, config.model_name, signature_name=config.signature_name,
+    client = Client(config.servers, config.model_name, signature_name=config.signature_name,
                     version=config.model_version, timeout=config.timeout,
                     tokenizer=load_client_tokenizer(config.tokenizer, config.pad_to_max_length),
                     **config.tls.client_arguments())

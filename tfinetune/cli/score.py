@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from tfinetune.cli.quiet_import import import_tensorflow_quietly
+from tfinetune.cli.server_option import server_option
 from tfinetune.cli.tls_options import TlsOptions
 from tfinetune.cli.tls_options import tls_options
 from tfinetune.cli.tokenizer_option import load_client_tokenizer
@@ -19,7 +20,6 @@ from tfinetune.batch_scorer import ERROR_COLUMN
 from tfinetune.batch_scorer import BatchScorer
 from tfinetune.errors import ConfigError
 from tfinetune.errors import TfinetuneError
-from tfinetune.score_config import DEFAULT_SERVER
 from tfinetune.score_config import ScoreConfig
 from tfinetune.score_result import ScoreResult
 
@@ -28,8 +28,7 @@ logger = logging.getLogger(__name__)
 
 @click.command("score", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("input_file", metavar="INPUT", type=click.Path(dir_okay=False))
-@click.option("--server", default=DEFAULT_SERVER, show_default=True, metavar="HOST:PORT",
-              help="gRPC address of the model server.")
+@server_option
 @click.option("--model-name", required=True, metavar="NAME", help="Model name on the server.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), metavar="OUT",
               help="Output file: .csv, .tsv, .jsonl or .parquet (by extension).")
@@ -91,7 +90,8 @@ def command(input_file, output, metrics_json, quiet, **options) -> None:
     and `answer_score`; seq2seq models give `generated_text`. A row whose
     request fails after retries is written with `error` set ("CODE: message") and no
     prediction; in CSV/TSV `error` is empty for scored rows, in JSON Lines the key is present
-    only on failed rows. Transient errors are retried with backoff first.
+    only on failed rows. Transient errors are retried with backoff first (on another
+    replica at once, with several --server).
 
     OUT appears only once complete; until then rows go to OUT.partial (in input order). If
     the run is interrupted (killed, Ctrl-C, or the server stays unavailable: the run stops
@@ -104,6 +104,8 @@ def command(input_file, output, metrics_json, quiet, **options) -> None:
     \b
     tfinetune score reviews.csv --server localhost:8500 --model-name sentiment \\
         --output scored.csv --label-column label --metrics-json metrics.json
+    tfinetune score reviews.csv --server 10.0.0.1:8500 --server 10.0.0.2:8500 \\
+        --model-name sentiment --output scored.csv
     """
     tls = TlsOptions.pop_from(options)
     try:
@@ -143,7 +145,7 @@ def _make_client(config: ScoreConfig, tls: TlsOptions = TlsOptions()):
     from serving.client import Client
 
     return Client(
-        config.server,
+        config.servers,
         config.model_name,
         signature_name=config.signature_name,
         version=config.model_version,

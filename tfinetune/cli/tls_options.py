@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-_NAMES = ("tls", "root_certificates", "client_certificate", "client_key")
+_NAMES = ("tls", "root_certificates", "client_certificate", "client_key", "tls_server_name")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,12 +20,15 @@ class TlsOptions:
         client_certificate: PEM file of this client's certificate, for servers that verify
             clients (TF Serving's `client_verify: true`).
         client_key: PEM file of that certificate's private key.
+        tls_server_name: The name the server certificates must carry when it is not the
+            host of --server (e.g. replicas addressed by IP); implies TLS.
     """
 
     tls: bool = False
     root_certificates: Path | None = None
     client_certificate: Path | None = None
     client_key: Path | None = None
+    tls_server_name: str | None = None
 
     def __post_init__(self):
         if (self.client_certificate is None) != (self.client_key is None):
@@ -45,7 +48,8 @@ class TlsOptions:
 
         return {"tls": self.tls, "root_certificates": read(self.root_certificates),
                 "private_key": read(self.client_key),
-                "certificate_chain": read(self.client_certificate)}
+                "certificate_chain": read(self.client_certificate),
+                "tls_server_name": self.tls_server_name}
 
 
 def tls_options(function):
@@ -59,6 +63,9 @@ def tls_options(function):
                      help="Client certificate, for servers that verify clients (implies --tls)."),
         click.option("--client-key", type=pem, metavar="PEM",
                      help="Private key of --client-certificate."),
+        click.option("--tls-server-name", metavar="NAME",
+                     help="Name the server certificates must carry when it is not the host "
+                          "in --server, e.g. replicas addressed by IP (implies --tls)."),
     ]):
         function = option(function)
     return function
