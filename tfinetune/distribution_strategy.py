@@ -168,12 +168,14 @@ class DistributionStrategy:
             def any_of(tensor):
                 def replica(value):
                     context = tf.distribute.get_replica_context()
-                    return context.all_reduce(tf.distribute.ReduceOp.MAX, value)
+                    # tf.identity puts the value on the replica's device (all_reduce's
+                    # destination); a tensor passed to `run` as it is has none.
+                    return context.all_reduce(tf.distribute.ReduceOp.SUM, tf.identity(value))
                 return self.strategy.run(replica, args=(tensor,))
             self._any_fn = tf.function(any_of)
         result = self.strategy.experimental_local_results(
-            self._any_fn(tf.constant(1 if flag else 0, tf.int64)))[0]
-        return bool(int(result.numpy()))
+            self._any_fn(tf.constant([1 if flag else 0], tf.int64)))[0]
+        return bool(int(result.numpy()[0]))
 
     def sync_from_chief(self, variables: Sequence[Any]) -> None:
         """Gives every worker the chief's values of `variables` (mirrored variables created in

@@ -207,7 +207,8 @@ def _train(config: FitConfig, task, output_dir: Path, work_dir: Path, resuming: 
     elif position is not None:
         epoch, batch = divmod(steps_done, steps_per_epoch)
         logger.info("Resuming from step %d (epoch %d, batch %d) of the backup in %s",
-                    steps_done, epoch + 1, batch + 1, backup_dir)
+                    steps_done, epoch + 1, batch + 1,
+                    backup_dir if chief else "the chief's run directory")
     elif resuming:
         logger.info("No backup in %s yet: training from the start", backup_dir)
     if distribution.is_multi_worker:
