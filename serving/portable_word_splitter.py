@@ -6,7 +6,8 @@ The default NER export splits raw text with `tensorflow_text.regex_split_with_of
 Unicode separators, `\\p{Z}`) separates words and is dropped; ASCII punctuation, Unicode
 punctuation (`\\p{P}`) and CJK ideographs are words of their own; everything else joins the
 word around it. Offsets are UTF-8 byte offsets into the text (`end` exclusive), as the graph
-returns them. Pure Python (no TensorFlow ops), so that a client without tensorflow-text splits
+returns them. Like the graph's split (RE2 reads the text as a C string), a NUL character ends
+the text: nothing after it is a word. Pure Python (no TensorFlow ops), so that a client without tensorflow-text splits
 the same words; tested against the graph's split.
 """
 
@@ -38,6 +39,7 @@ def is_own_word(character: str) -> bool:
 
 def split_words(text: str) -> list[tuple[str, int, int]]:
     """`(word, byte start, byte end)` of every word of `text`, in order."""
+    text = text.split("\x00", 1)[0]
     words: list[tuple[str, int, int]] = []
     offset = 0
     start_byte = start_char = -1
