@@ -44,8 +44,11 @@ class ExportCommandConfig:
               help="For stock TensorFlow Serving images: leave the tokenizer (tensorflow-text "
                    "ops) out of the graph. Every signature then takes token ids (input_ids, "
                    "attention_mask, token_type_ids) and clients tokenise with assets.extra/"
-                   "tokenizer/tokenizer.json (predict/score --tokenizer). Text classification "
-                   "runs only.")
+                   "tokenizer/tokenizer.json (predict/score --tokenizer). Text classification, "
+                   "NER (token ids of word-piece windows -> per-token probabilities; the client "
+                   "splits words and decodes entities) and seq2seq runs (input_ids, "
+                   "attention_mask -> generated_ids; the client adds the source prefix and "
+                   "decodes).")
 def command(run_dir: Path, base_path: Path, version: int | None,
             max_length: int | None, portable: bool) -> None:
     """Export a fine-tuned run as a SavedModel version, tokenizer included.
@@ -61,7 +64,9 @@ def command(run_dir: Path, base_path: Path, version: int | None,
     With --portable the graph holds core TensorFlow ops only (for stock TF Serving images,
     whose tensorflow-text may be older): serving_default and tokens take token ids and give
     the same outputs, classify/regress take tf.Examples of token ids, and `tfinetune predict`
-    and `score` tokenise on the client (--tokenizer).
+    and `score` tokenise on the client (--tokenizer). NER and seq2seq runs export this way too:
+    the client splits words, windows and decodes entities (NER) or adds the source prefix and
+    decodes the generated ids (seq2seq), giving the default export's results.
 
     \b
     tfinetune export runs/sentiment --base-path models/sentiment
