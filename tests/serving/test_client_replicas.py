@@ -27,18 +27,20 @@ TEXTS = ["good", "bad", "a good film", "a bad plot", "good good", "not bad"]
 
 
 class CountedServer:
-    """A real `Server` of the `text` model on `host` whose model lookups (one per Predict or
+    """A real `Server` of one model on `host` whose model lookups (one per Predict or
     GetModelMetadata) are counted, so a test can tell which replica served what.
 
     Args:
         base: The model's base path.
         host: Address to bind.
         port: Port (0: any free one).
+        name: The model's name.
         **options: More `Server` options (e.g. `ssl_config_file`).
     """
 
-    def __init__(self, base, host: str = "127.0.0.1", port: int = 0, **options) -> None:
-        self.server = Server({"text": base}, host=host, port=port,
+    def __init__(self, base, host: str = "127.0.0.1", port: int = 0, name: str = "text",
+                 **options) -> None:
+        self.server = Server({name: base}, host=host, port=port,
                              file_system_poll_wait_seconds=0, **options).start()
         self.host = host
         self.predicts = 0
