@@ -6,8 +6,8 @@ Signature (`PortableSeq2SeqServingModule`): `serving_default(input_ids, attentio
 max_new_tokens + 1]): the default export's XLA-compiled generation (same `num_beams`,
 `max_target_length`) without the in-graph SentencePiece or byte tokenizer.
 
-The client (`serving.ClientTokenizer.from_path(...)`, which hands seq2seq exports to
-`serving.PortableSeq2SeqCodec`) puts the run's `source_prefix` before each text, tokenises
+The client (`serving.client_tokenizer.ClientTokenizer.from_path(...)`, which hands seq2seq
+exports to `serving.portable_seq2seq_codec`) puts the run's `source_prefix` before each text, tokenises
 with `assets.extra/tokenizer/tokenizer.json` (or, for ByT5, which has none, with a byte
 tokenizer: `client_tokenizer: "byt5"`) and decodes the generated ids like
 `batch_decode(..., skip_special_tokens=True)`: the same `generated_text` as the default export.
@@ -164,8 +164,8 @@ class PortableSeq2SeqExport(Seq2SeqExport):
         return config
 
     def check_parity(self, export_dir: Path) -> float:
-        """Runs the client's code (`serving.ClientTokenizer.from_path(export_dir)`) on
-        `parity_texts` and compares: its ids with the Hugging Face tokenizer's (`source_prefix`
+        """Runs the client's code (`ClientTokenizer.from_path(export_dir)`, see
+        `serving.client_tokenizer`) on `parity_texts` and compares: its ids with the Hugging Face tokenizer's (`source_prefix`
         + text, padded to `max_length`), the SavedModel's `generated_ids` on them with the
         in-memory model's `generate`, and the client's decoding of them with
         `tokenizer.batch_decode(skip_special_tokens=True)`, all exactly.

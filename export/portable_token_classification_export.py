@@ -5,8 +5,8 @@ Signatures (`PortableTokenClassifierServingModule`): `serving_default` and `toke
 `input_ids`, `attention_mask`, `token_type_ids` (int32 [-1, -1], one row per window) →
 `logits`, `probabilities` (float32 [-1, -1, T]), as the default export's `tokens` signature.
 
-The client (`serving.ClientTokenizer.from_path(...)`, which hands NER exports to
-`serving.PortableTokenClassificationCodec`) splits words as the default export's graph does,
+The client (`serving.client_tokenizer.ClientTokenizer.from_path(...)`, which hands NER exports
+to `serving.portable_token_classification_codec`) splits words as the default export's graph does,
 cuts the same windows of `max_length - 2` word pieces, tags each word from its first piece and
 decodes entities with the default export's codec: the same entities and offsets.
 
@@ -154,8 +154,8 @@ class PortableTokenClassificationExport(TaskExport):
         return config
 
     def check_parity(self, export_dir: Path) -> float:
-        """Runs the client's code (`serving.ClientTokenizer.from_path(export_dir)`) on
-        `parity_texts` and checks: its words and byte offsets equal the default export's graph
+        """Runs the client's code (`ClientTokenizer.from_path(export_dir)`, see
+        `serving.client_tokenizer`) on `parity_texts` and checks: its words and byte offsets equal the default export's graph
         split (`tensorflow_text`); its windows equal the Hugging Face tokenizer's pieces of
         those words framed by [CLS]/[SEP] (exactly); the SavedModel's `serving_default` and
         `tokens` logits on its inputs equal the in-memory model's (within 1e-4); and the

@@ -7,8 +7,8 @@ Unicode separators, `\\p{Z}`) separates words and is dropped; ASCII punctuation,
 punctuation (`\\p{P}`) and CJK ideographs are words of their own; everything else joins the
 word around it. Offsets are UTF-8 byte offsets into the text (`end` exclusive), as the graph
 returns them. Like the graph's split (RE2 reads the text as a C string), a NUL character ends
-the text: nothing after it is a word. Pure Python (no TensorFlow ops), so that a client without tensorflow-text splits
-the same words; tested against the graph's split.
+the text: nothing after it is a word. Pure Python (no TensorFlow ops), so that a client
+without tensorflow-text splits the same words; tested against the graph's split.
 """
 
 from __future__ import annotations
