@@ -250,7 +250,7 @@ def _train(config: FitConfig, task, output_dir: Path, work_dir: Path, resuming: 
                          chief=False)
     best_weights = recorder.best_weights_path
     if best_weights is not None and best_weights.is_file():
-        _load_weights(model, best_weights, distribution)
+        model.load_weights(str(best_weights))
         logger.info("Keeping the weights of epoch %d", recorder.best_epoch)
     elif best_weights is not None:
         logger.warning("Best-epoch weights %s are missing; keeping the last epoch", best_weights)
@@ -318,28 +318,6 @@ def _checkpointable_dropout():
     finally:
         if not enabled:
             experimental.disable_tf_random_generator()
-
-
-def _load_weights(model, path: Path, distribution) -> None:
-    """`model.load_weights(path)` (a `.weights.h5` file). With several replicas the values are
-    read into memory first: Keras would assign its metrics' sync-on-read variables straight
-    from the HDF5 datasets, which TensorFlow's distributed variables refuse."""
-    if distribution.num_replicas == 1:
-        model.load_weights(str(path))
-        return
-    from tf_keras.src.saving import saving_lib
-
-    class InMemoryStore(saving_lib.H5IOStore):
-        def get(self, inner_path):
-            group = super().get(inner_path)
-            return {key: group[key][()] for key in group.keys()}
-
-    store = InMemoryStore(str(path), mode="r")
-    try:
-        saving_lib._load_state(model, weights_store=store, assets_store=None, inner_path="",
-                               visited_trackables=set())
-    finally:
-        store.close()
 
 
 def _save_atomically(config: FitConfig, path: Path) -> None:

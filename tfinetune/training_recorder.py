@@ -18,8 +18,10 @@ class TrainingRecorder(tf_keras.callbacks.Callback):
     """Records every epoch's logs to `history.json` and keeps the weights of the best epoch.
 
     The best epoch is the one with the highest `monitor` value (validation F1), or the last epoch
-    when there is no such value. Its weights are saved as `best-epoch-<N>.weights.h5` (written
-    under a temporary name, then renamed). On resume, epochs at or after the one training
+    when there is no such value. Its weights are saved as `best-epoch-<N>.h5` (written
+    under a temporary name, then renamed), in the legacy HDF5 format of the layers' weights:
+    Keras' `.weights.h5` also holds the metrics' sync-on-read variables, which under
+    MultiWorkerMirroredStrategy only all workers together can read. On resume, epochs at or after the one training
     restarts from are dropped from the history, since they will run again.
 
     The weights of an epoch that is no longer the best are deleted at the start of the next
@@ -49,7 +51,7 @@ class TrainingRecorder(tf_keras.callbacks.Callback):
     def best_weights_path(self) -> Path | None:
         if self.best_epoch is None:
             return None
-        return self.directory / f"best-epoch-{self.best_epoch}.weights.h5"
+        return self.directory / f"best-epoch-{self.best_epoch}.h5"
 
     def on_epoch_begin(self, epoch, logs=None):
         if self._loaded:
@@ -63,7 +65,7 @@ class TrainingRecorder(tf_keras.callbacks.Callback):
 
     def _delete_stale_weights(self) -> None:
         keep = self.best_weights_path
-        for path in self.directory.glob("best-epoch-*.weights.h5"):
+        for path in self.directory.glob("best-epoch-*.h5"):
             if path != keep:
                 path.unlink(missing_ok=True)
 
@@ -73,7 +75,7 @@ class TrainingRecorder(tf_keras.callbacks.Callback):
         self.history = [item for item in self.history if item["epoch"] != epoch + 1] + [entry]
         best = self._best_of(self.history)
         if best == epoch + 1:
-            path = self.directory / f"best-epoch-{best}.weights.h5"
+            path = self.directory / f"best-epoch-{best}.h5"
             partial = self.directory / f"partial-{path.name}"
             self.model.save_weights(str(partial))
             os.replace(partial, path)
