@@ -252,12 +252,17 @@ class QuestionAnsweringServingModule(tf.Module):
         window_score = tf.gather(scores, best, batch_dims=1)
         first_token = best // span
         last_token = tf.minimum(first_token + best % span, length - 1)
-        start_log_probs = start_logits - _masked_logsumexp(start_logits, attention)
-        end_log_probs = end_logits - _masked_logsumexp(end_logits, attention)
-        span_probability = tf.exp(tf.gather(start_log_probs, first_token, batch_dims=1)
-                                  + tf.gather(end_log_probs, last_token, batch_dims=1))
+        # Probabilities in float64, rounded to float32 at the end: clients of the portable
+        # export compute them in NumPy (serving.portable_question_answering_spans) and get the
+        # same float32 values, which float32 exp/log implementations would not guarantee.
+        start_log_probs = _masked_log_softmax(start_logits, attention)
+        end_log_probs = _masked_log_softmax(end_logits, attention)
+        span_probability = tf.cast(tf.exp(
+            tf.gather(start_log_probs, first_token, batch_dims=1)
+            + tf.gather(end_log_probs, last_token, batch_dims=1)), tf.float32)
         null_score = start_logits[:, 0] + end_logits[:, 0]
-        null_probability = tf.exp(start_log_probs[:, 0] + end_log_probs[:, 0])
+        null_probability = tf.cast(tf.exp(start_log_probs[:, 0] + end_log_probs[:, 0]),
+                                   tf.float32)
 
         example = encoded["example"]
         pairs = tf.size(context, out_type=tf.int64)
@@ -284,8 +289,11 @@ class QuestionAnsweringServingModule(tf.Module):
         return {"answer": answer, "start": start, "end": end, "score": score}
 
 
-def _masked_logsumexp(logits, mask):
-    return tf.reduce_logsumexp(tf.where(mask, logits, float("-inf")), axis=1, keepdims=True)
+def _masked_log_softmax(logits, mask):
+    """float64 log-softmax of each row over its attended tokens."""
+    logits = tf.cast(logits, tf.float64)
+    masked = tf.where(mask, logits, tf.constant(float("-inf"), tf.float64))
+    return logits - tf.reduce_logsumexp(masked, axis=1, keepdims=True)
 
 
 def _first_best(values, segments, count, *, highest: bool):

@@ -184,3 +184,33 @@ def long_context(city: str, country: str, fillers: int = 12) -> tuple[str, int]:
     context = " ".join(QA_FILLERS[i % 5] for i in range(fillers))
     context += f" the city of {city} is in {country} . the river is long ."
     return context, context.index(f" in {country}") + 4
+
+
+@pytest.fixture(scope="session")
+def qa_portable_export(tmp_path_factory, qa_run_dir):
+    """The tiny QA run exported with `portable=True` (token id windows in, logits out)."""
+    import export
+
+    return export.export_model(qa_run_dir, tmp_path_factory.mktemp("qa-portable-models"),
+                               portable=True)
+
+
+@pytest.fixture(scope="session")
+def qa_v2_exports(tmp_path_factory, qa_run_dir) -> dict:
+    """A copy of the tiny QA run marked `version_2_with_negative` (same weights: contexts
+    without the fact get "no answer"), exported twice: `{"text": ..., "portable": ...}`
+    (`ExportResult`s)."""
+    import shutil
+
+    import yaml
+
+    import export
+
+    run = shutil.copytree(qa_run_dir, tmp_path_factory.mktemp("qa-v2-run") / "run")
+    config_file = run / "fit_config.yaml"
+    config = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+    config["version_2_with_negative"] = True
+    config_file.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return {"text": export.export_model(run, tmp_path_factory.mktemp("qa-v2-text")),
+            "portable": export.export_model(run, tmp_path_factory.mktemp("qa-v2-portable"),
+                                            portable=True)}
