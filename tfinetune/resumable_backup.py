@@ -94,8 +94,12 @@ class ResumableBackup(tf_keras.callbacks.BackupAndRestore):
         generators = random_generators(model)
         state.read_checkpoint_manager.checkpoint.random_generators = generators
         model._training_state = self._training_state = state
-        state.restore()
         distribution = self.distribution
+        if distribution is not None and distribution.is_multi_worker:
+            # Restoring creates the checkpoint's save counter, a variable, which all workers
+            # must create together: only the chief restores, so it is created here, on all.
+            state.read_checkpoint_manager.checkpoint._maybe_create_save_counter()
+        state.restore()
         if distribution is not None and distribution.is_multi_worker:
             restored = state.read_checkpoint_manager.latest_checkpoint is not None
             if distribution.broadcast_from_chief([restored])[0]:

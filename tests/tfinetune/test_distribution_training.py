@@ -262,7 +262,12 @@ def test_a_killed_multi_worker_run_restarted_resumes_and_matches_an_uninterrupte
     resumed = json.loads((runs[0] / "metrics.json").read_text())
     uninterrupted = json.loads((two_workers / "run-0" / "metrics.json").read_text())
     assert resumed["best_epoch"] == uninterrupted["best_epoch"]
-    assert resumed["validation"]["f1"] == pytest.approx(uninterrupted["validation"]["f1"],
-                                                        abs=1e-6)
+    assert resumed["validation"]["loss"] == pytest.approx(uninterrupted["validation"]["loss"],
+                                                          abs=1e-6)
+    # Every epoch's validation loss, including the epochs after the restart (so the last
+    # epoch's weights too, whichever epoch's weights were kept).
+    for got, expected in zip(resumed["history"], uninterrupted["history"], strict=True):
+        for name in ("val_loss", "val_f1", "learning_rate"):
+            assert got[name] == pytest.approx(expected[name], abs=1e-6), (got, name)
     assert not (runs[0] / "checkpoints").exists()
     assert not runs[1].exists()
