@@ -7,6 +7,7 @@ byte tokenizer equals ByT5's; clear errors."""
 from __future__ import annotations
 
 import csv
+import functools
 import json
 
 import grpc
@@ -78,6 +79,36 @@ def test_client_gives_the_default_exports_entities(ner_address, portable_ner_exp
     assert max(e["start"] for e in received[-1].entities) > len(long_text) * 3 // 4
     assert {e["text"] for e in received[0].entities} >= {"Zoë", "München"}
     assert sum(len(p.entities) for p in received) > 20
+
+
+_NER_WORDS = ["Alice", "Bob", "Zoë", "Émma", "Smith", "Jones", "Paris", "München", "New",
+              "York", "Berlin", "lives", "in", "met", "mr", "visited", "today", "and", "the",
+              "office", ",", ".", "!", "(", ")", "«", "»", "李雷", "café-owner", "naïve",
+              "Bob\u0301", "\u200b", "\x07", "O'Neil", "2024", "ü"]
+_SPACES = [" ", " ", " ", "  ", "\t", "\n", "", "\u00a0", "\u3000"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.sampled_from(_NER_WORDS), st.sampled_from(_SPACES)),
+                         min_size=10, max_size=80).map(lambda pairs: "".join(w + s for w, s
+                                                                              in pairs))
+                | st.just(""), min_size=1, max_size=4))
+def test_random_texts_give_the_default_exports_entities(ner_address, portable_ner_export,
+                                                        texts):
+    tokenizer = _portable_ner_tokenizer(portable_ner_export.path)
+    with Client(ner_address, "ner") as text_client, Client(
+            ner_address, "ner-portable", tokenizer=tokenizer) as portable_client:
+        expected = text_client.predict(texts)
+        received = portable_client.predict(texts)
+    assert entity_keys(received) == entity_keys(expected)
+    for want, got in zip(expected, received):
+        np.testing.assert_allclose([e["score"] for e in got.entities],
+                                   [e["score"] for e in want.entities], atol=1e-4)
+
+
+@functools.cache
+def _portable_ner_tokenizer(path):
+    return ClientTokenizer.from_path(path)
 
 
 def test_client_one_text_per_request_gives_the_same_entities(ner_address, portable_ner_export):
