@@ -111,6 +111,38 @@ def _portable_ner_tokenizer(path):
     return ClientTokenizer.from_path(path)
 
 
+def test_codec_tags_every_word_as_the_default_exports_graph(ner_address, portable_ner_export):
+    """Below the entities: every word (O words too) gets the graph's tag, score and offsets."""
+    from tensorflow_serving.apis import predict_pb2
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    codec = ClientTokenizer.from_path(portable_ner_export.path).task_codec
+    inputs, layouts = codec.windows(NER_TEXTS)
+    with grpc.insecure_channel(ner_address) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        text_request = predict_pb2.PredictRequest()
+        text_request.model_spec.name = "ner"
+        text_request.inputs["text"].CopyFrom(tf.make_tensor_proto(NER_TEXTS, dtype=tf.string))
+        graph = {k: tf.make_ndarray(v) for k, v in
+                 stub.Predict(text_request, timeout=60).outputs.items()}
+        token_request = predict_pb2.PredictRequest()
+        token_request.model_spec.name = "ner-portable"
+        for name, values in inputs.items():
+            token_request.inputs[name].CopyFrom(tf.make_tensor_proto(values))
+        portable = {k: tf.make_ndarray(v) for k, v in
+                    stub.Predict(token_request, timeout=60).outputs.items()}
+
+    words = codec.tagged_words(portable, layouts)
+    for i, text in enumerate(NER_TEXTS):
+        count = int(graph["word_count"][i])
+        assert [(tag, start, end) for tag, _, start, end in words[i]] == [
+            (graph["tags"][i][j].decode(), int(graph["word_start"][i][j]),
+             int(graph["word_end"][i][j])) for j in range(count)], text
+        np.testing.assert_allclose([score for _, score, _, _ in words[i]],
+                                   graph["scores"][i][:count], atol=1e-4)
+    assert sum(len(w) for w in words) > 100
+
+
 def test_client_one_text_per_request_gives_the_same_entities(ner_address, portable_ner_export):
     tokenizer = ClientTokenizer.from_path(portable_ner_export.path)
     with Client(ner_address, "ner-portable", tokenizer=tokenizer) as client:
