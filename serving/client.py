@@ -360,8 +360,10 @@ class Client:
         retries `retry_codes`: at once on a replica this call has not tried yet, else with
         exponential backoff (each wait drawn between half and all of 0.1 s x 2^attempt,
         capped at 5 s, so that many clients turned away at once do not come back at once).
-        Calls fail fast (no `wait_for_ready`): a replica that is down answers UNAVAILABLE at
-        once and the retry goes elsewhere."""
+        With several replicas, NOT_FOUND (a replica without the model or version: still
+        loading it, or unloading it while it shuts down) is also tried on the replicas this
+        call has not tried yet, at once. Calls fail fast (no `wait_for_ready`): a replica that
+        is down answers UNAVAILABLE at once and the retry goes elsewhere."""
         tried: set[int] = set()
         replica = self._replicas.pick()
         for attempt in range(self.retries + 1):
@@ -370,15 +372,20 @@ class Client:
             except grpc.RpcError as error:
                 code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
                 details = (error.details() if hasattr(error, "details") else None) or str(error)
-                if code not in self.retry_codes:
-                    self._replicas.succeeded(replica)  # it answered: it is up
-                else:
+                transient = code in self.retry_codes
+                elsewhere = (code == grpc.StatusCode.NOT_FOUND
+                             and len(self._replicas.replicas) > 1)
+                if transient or elsewhere:
                     self._replicas.failed(replica)
+                else:
+                    self._replicas.succeeded(replica)  # it answered: it is up
                 tried.add(replica.index)
-                if code in self.retry_codes and attempt < self.retries:
+                if (transient or elsewhere) and attempt < self.retries:
                     failed, replica = replica, self._replicas.pick(tried)
                     delay = 0.0
-                    if replica.index in tried:  # every replica failed once: back off
+                    if replica.index in tried:  # every replica failed once
+                        if not transient:  # NOT_FOUND everywhere: it is not a replica's
+                            raise ServingError(code, details) from None
                         delay = min(_BACKOFF_SECONDS * 2**attempt, _MAX_BACKOFF_SECONDS)
                         delay *= random.uniform(0.5, 1.0)
                     logger.warning("%s on %s failed with %s (%s); retrying on %s in %.2f s",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent import futures
 
 import grpc
@@ -93,21 +94,22 @@ def expected(model_bases):
 
 class RefusingServer:
     """A PredictionService that is up but answers every call with UNAVAILABLE (a replica
-    draining, or a proxy with no backend): its gRPC connection is READY, so only the client
-    can steer the retry elsewhere. Counts the calls."""
+    draining, or a proxy with no backend; or `code`): its gRPC connection is READY, so only
+    the client can steer the retry elsewhere. Counts the calls."""
 
-    def __init__(self) -> None:
+    def __init__(self, code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE,
+                 message: str = "draining") -> None:
         self.calls = 0
+        lock = threading.Lock()
         owner = self
 
         class Servicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             def Predict(self, request, context):  # noqa: N802 (gRPC method name)
-                owner.calls += 1
-                context.abort(grpc.StatusCode.UNAVAILABLE, "draining")
+                with lock:
+                    owner.calls += 1
+                context.abort(code, message)
 
-            def GetModelMetadata(self, request, context):  # noqa: N802
-                owner.calls += 1
-                context.abort(grpc.StatusCode.UNAVAILABLE, "draining")
+            GetModelMetadata = Predict  # noqa: N815
 
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(Servicer(),
@@ -122,6 +124,16 @@ class RefusingServer:
 
 def predict_each(client, texts):
     return {text: client.predict([text])[0] for text in texts}
+
+
+def warm_up(client, servers, seconds: float = 30.0) -> None:
+    """Calls until every server answered once (gRPC connects to the addresses of one channel
+    in the background; round_robin uses those that are connected), then zeroes the counts."""
+    deadline = time.monotonic() + seconds
+    while min(server.predicts for server in servers) == 0 and time.monotonic() < deadline:
+        client.predict(["warm up"])
+    for server in servers:
+        server.predicts = 0
 
 
 # ------------------------------------------------------------------------------ addresses
@@ -182,10 +194,7 @@ def test_calls_are_spread_over_every_replica(two_servers, expected, form):
               "commas": f"{first.target},{second.target}",
               "ipv4": f"ipv4:{first.target},{second.target}"}[form]
     with Client(target, "text") as client:
-        # Reads the signature first (counted too); with ipv4: (one channel) gRPC connects to
-        # both addresses in the background meanwhile.
-        client.predict(["warm up"])
-        first.predicts = second.predicts = 0
+        warm_up(client, two_servers)  # also reads the signature (counted too)
         predictions = [client.predict([text])[0] for text in TEXTS * 5]
     assert predictions == [expected[text] for text in TEXTS * 5]
     # Sequential calls alternate (list, commas) or follow gRPC's round_robin (ipv4:).
@@ -207,8 +216,7 @@ def test_a_name_resolving_to_several_addresses_is_spread_over_all(model_bases, e
             target = f"dns://{dns.authority}/replicas.test:{first.port}"
             with Client(target, "text") as client:
                 assert client.targets == (target,)
-                client.predict(["warm up"])  # resolved; both subchannels connect
-                first.predicts = second.predicts = 0
+                warm_up(client, [first, second])  # resolved; both subchannels connect
                 predictions = [client.predict([text])[0] for text in TEXTS * 5]
             assert ("replicas.test", 1) in dns.queries
     finally:
@@ -265,6 +273,31 @@ def test_a_failed_replica_is_avoided_for_a_while(model_bases, expected, monkeypa
         healthy.stop()
     assert predictions == {text: expected[text] for text in TEXTS}
     assert refusing.calls == 1
+
+
+def test_not_found_on_one_replica_is_tried_on_the_others(model_bases, expected, caplog):
+    """A replica without the model (loading it, or unloading it while it stops) answers
+    NOT_FOUND: with several replicas the call goes to another one at once. NOT_FOUND from
+    every replica is the answer (no backoff, no more retries)."""
+    caplog.set_level(logging.WARNING, logger="serving.client")
+    message = "Servable not found for request: Latest(text)"
+    lacking = RefusingServer(grpc.StatusCode.NOT_FOUND, message)
+    also_lacking = RefusingServer(grpc.StatusCode.NOT_FOUND, message)
+    healthy = CountedServer(model_bases["text"])
+    try:
+        with Client([lacking.target, healthy.target], "text", retries=1) as client:
+            assert predict_each(client, TEXTS) == expected
+        assert lacking.calls == 1  # then avoided
+        with Client([lacking.target, also_lacking.target], "text", retries=5) as client:
+            with pytest.raises(ServingError) as raised:
+                client.predict(["good"])
+    finally:
+        for server in (lacking, also_lacking, healthy):
+            server.stop()
+    assert (raised.value.code, raised.value.message) == (grpc.StatusCode.NOT_FOUND, message)
+    assert also_lacking.calls == 1 and lacking.calls == 2  # each tried once, then given up
+    assert all(r.getMessage().endswith(" in 0.00 s") for r in caplog.records
+               if "retrying" in r.getMessage())
 
 
 def test_a_replica_stopped_mid_run_loses_no_call(two_servers, expected):
