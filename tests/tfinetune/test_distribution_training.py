@@ -271,3 +271,27 @@ def test_a_killed_multi_worker_run_restarted_resumes_and_matches_an_uninterrupte
             assert got[name] == pytest.approx(expected[name], abs=1e-6), (got, name)
     assert not (runs[0] / "checkpoints").exists()
     assert not runs[1].exists()
+
+
+@pytest.mark.slow
+def test_when_the_chief_refuses_the_run_directory_every_worker_stops(setup, tmp_path):
+    # The chief's --output-dir holds another file: it refuses, and says so to worker 1, which
+    # would otherwise wait for it in the first collective operation.
+    runs = [tmp_path / "run-0", tmp_path / "run-1"]
+    runs[0].mkdir()
+    (runs[0] / "notes.txt").write_text("not a run\n")
+    logs = [tmp_path / f"worker-{index}.stderr" for index in range(2)]
+    workers = [cli_worker(setup, run, config, log)
+               for run, config, log in zip(runs, tf_configs(2), logs)]
+    for worker in workers:
+        try:
+            worker.communicate(timeout=120)
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+    assert [worker.returncode for worker in workers] == [1, 1]
+    assert "already holds other files (notes.txt)" in logs[0].read_text()
+    assert "The chief (worker 0) refused --output-dir" in logs[1].read_text()
+    assert "Worker 1 stops too" in logs[1].read_text()
+    assert sorted(path.name for path in runs[0].iterdir()) == ["notes.txt"]
+    assert not runs[1].exists()
