@@ -13,8 +13,8 @@ tokenizer: `client_tokenizer: "byt5"`) and decodes the generated ids like
 `batch_decode(..., skip_special_tokens=True)`: the same `generated_text` as the default export.
 
 `assets.extra/export_config.json` has the default seq2seq export's fields plus `"portable":
-true`, `inputs`, `client_tokenizer`, `pad_token_id` and `decode` (`strip`,
-`clean_up_tokenization_spaces`). Tokenizers with neither a `tokenizer.json` nor ByT5's byte
+true`, `inputs`, `client_tokenizer`, `pad_token_id` and `decode`
+(`clean_up_tokenization_spaces`). Tokenizers with neither a `tokenizer.json` nor ByT5's byte
 scheme (slow-only ones, e.g. Marian's two SentencePiece models) are refused.
 """
 
@@ -155,9 +155,6 @@ class PortableSeq2SeqExport(Seq2SeqExport):
                   "client_tokenizer": self.client_tokenizer,
                   "pad_token_id": int(self.tokenizer.pad_token_id or 0),
                   "decode": {"skip_special_tokens": True,
-                             # The slow T5Tokenizer strips; the fast one does not.
-                             "strip": not getattr(self.tokenizer, "is_fast", False)
-                             and self.client_tokenizer != BYT5,
                              "clean_up_tokenization_spaces": bool(getattr(
                                  self.tokenizer, "clean_up_tokenization_spaces", False))}}
         self._write_warmup_requests(assets_extra, config)

@@ -13,8 +13,8 @@ What the default export's graph does around generation happens here:
 Two tokenizers (`client_tokenizer` in `export_config.json`):
 
 - a `tokenizer.json` path (T5/mT5 SentencePiece and other fast tokenizers), read with the
-  `tokenizers` library; `decode.strip` strips surrounding whitespace (the slow `T5Tokenizer`
-  does) and `decode.clean_up_tokenization_spaces` applies Hugging Face's clean-up;
+  `tokenizers` library, which decodes as the fast Hugging Face tokenizer does;
+  `decode.clean_up_tokenization_spaces` applies Hugging Face's clean-up after it;
 - `"byt5"`: ByT5's byte tokenizer, which has no `tokenizer.json`: byte `b` is id `b + 3`
   (0 pad, 1 eos, 2 unk), decoding drops the other ids and invalid UTF-8.
 """
@@ -45,7 +45,6 @@ class PortableSeq2SeqCodec:
         max_length: Source tokens, eos included (every input is padded to it).
         source_prefix: Put before every text (the run's `--source-prefix`).
         pad_token_id: The id inputs are padded with.
-        strip: Strip whitespace around decoded texts.
         clean_up_tokenization_spaces: Apply Hugging Face's clean-up when decoding.
         source: Where the export was read from (for messages).
     """
@@ -53,12 +52,11 @@ class PortableSeq2SeqCodec:
     task = "seq2seq"
 
     def __init__(self, tokenizer: Any, *, max_length: int, source_prefix: str = "",
-                 pad_token_id: int = _PAD_ID, strip: bool = False,
+                 pad_token_id: int = _PAD_ID,
                  clean_up_tokenization_spaces: bool = False, source: str = "") -> None:
         self.max_length = int(max_length)
         self.source_prefix = str(source_prefix)
         self.pad_token_id = int(pad_token_id)
-        self.strip = bool(strip)
         self.clean_up_tokenization_spaces = bool(clean_up_tokenization_spaces)
         self.source = source
         self._tokenizer = tokenizer
@@ -106,7 +104,7 @@ class PortableSeq2SeqCodec:
                     f"Received: {error}") from None
         return cls(tokenizer, max_length=int(config["max_length"]),
                    source_prefix=str(config.get("source_prefix") or ""),
-                   pad_token_id=pad_token_id, strip=bool(decode.get("strip")),
+                   pad_token_id=pad_token_id,
                    clean_up_tokenization_spaces=bool(decode.get("clean_up_tokenization_spaces")),
                    source=str(assets))
 
@@ -137,8 +135,6 @@ class PortableSeq2SeqCodec:
                      for row in rows]
         else:
             texts = self._tokenizer.decode_batch(rows, skip_special_tokens=True)
-        if self.strip:
-            texts = [text.strip() for text in texts]
         if self.clean_up_tokenization_spaces:
             texts = [clean_up_spaces(text) for text in texts]
         return texts

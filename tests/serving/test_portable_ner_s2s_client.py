@@ -279,6 +279,13 @@ def test_byte_codec_equals_byt5_tokenizer_with_truncation_and_invalid_utf8():
     with pytest.raises(ValueError, match=r"no text_pairs"):
         codec.encode(["a"], ["b"])
 
+    hf_clean = ByT5Tokenizer(clean_up_tokenization_spaces=True)
+    clean = PortableSeq2SeqCodec(None, max_length=64, clean_up_tokenization_spaces=True)
+    spaced = clean.encode(["I do n't know , is it ? yes ! it 's done ."])["input_ids"]
+    assert clean.decode(spaced) == hf_clean.batch_decode(spaced, skip_special_tokens=True) == [
+        "I don't know, is it? yes! it's done."]
+    assert codec.decode(spaced) != clean.decode(spaced)
+
 
 @pytest.fixture(scope="module")
 def s2s_address(spm_export, byt5_export, portable_spm_export, portable_byt5_export):
