@@ -242,8 +242,8 @@ def test_span_choice_at_window_edges_and_for_no_answer(codec, graph_module):
     from serving.portable_question_answering_spans import AnswerSpanChooser
 
     rome, _ = long_context("rome", "italy", fillers=16)
-    questions, contexts = ["where is rome ?", "where is paris ?", "where is x ?"], [
-        rome, "", "the city of paris is in france ."]
+    questions, contexts = ["where is rome ?", "where is paris ?", "where is x ?", "nowhere ?"], [
+        rome, "", "the city of paris is in france .", rome]
     windows = codec.windows.windows(questions, contexts)
     start = np.zeros(windows.input_ids.shape, np.float32)
     end = np.zeros_like(start)
@@ -256,6 +256,12 @@ def test_span_choice_at_window_edges_and_for_no_answer(codec, graph_module):
     end[rome_rows[2], first + 2] = 5.0  # the same score: the first window wins the tie
     x_row = np.flatnonzero(windows.example == 2)[0]
     start[x_row, 0] = end[x_row, 0] = 9.0  # [CLS] wins in a v2 model
+    # Two windows tie for the lowest [CLS] score, which wins (v2): the first one's [CLS]
+    # probability is the score (its other logits differ from the second's).
+    tie_rows = np.flatnonzero(windows.example == 3)
+    start[tie_rows, 0] = end[tie_rows, 0] = 4.0
+    start[tie_rows[2:], 0] = 6.0
+    start[tie_rows[1], 1] = 3.0  # a question token: no span, but another softmax
 
     for version_2 in (False, True):
         chooser = AnswerSpanChooser(5, version_2_with_negative=version_2)
@@ -267,6 +273,7 @@ def test_span_choice_at_window_edges_and_for_no_answer(codec, graph_module):
         assert got[0][1] == offset and rome[got[0][1]:got[0][2]] == got[0][0]
         assert got[1][:3] == ("", 0, 0)  # no context token: no answer
         assert (got[2][:3] == ("", 0, 0)) is version_2
+        assert (got[3][:3] == ("", 0, 0)) is version_2
 
     end[rome_rows[2], first + 2] = 5.5  # now the later window's span is better
     (answer, *_), = [(p.answer, p.start) for p in AnswerSpanChooser(5).choose(
