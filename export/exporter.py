@@ -105,7 +105,7 @@ def export_model(
         portable: Leave the tokenizer out of the graph, for stock TF Serving images (core
             TensorFlow ops only): every signature takes token ids and clients tokenise with
             `assets.extra/tokenizer/tokenizer.json` (see `export.portable_export`). Text
-            classification runs only.
+            classification runs and the tasks of `portable_export.PORTABLE_TASK_EXPORTS`.
 
     Returns:
         The written path, version, signature names and the parity check's max difference.

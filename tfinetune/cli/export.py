@@ -48,7 +48,9 @@ class ExportCommandConfig:
                    "NER (token ids of word-piece windows -> per-token probabilities; the client "
                    "splits words and decodes entities) and seq2seq runs (input_ids, "
                    "attention_mask -> generated_ids; the client adds the source prefix and "
-                   "decodes).")
+                   "decodes) and question-answering runs (token ids of question/context "
+                   "windows -> start/end logits; the client cuts the windows and chooses the "
+                   "answer spans).")
 def command(run_dir: Path, base_path: Path, version: int | None,
             max_length: int | None, portable: bool) -> None:
     """Export a fine-tuned run as a SavedModel version, tokenizer included.
@@ -66,7 +68,8 @@ def command(run_dir: Path, base_path: Path, version: int | None,
     the same outputs, classify/regress take tf.Examples of token ids, and `tfinetune predict`
     and `score` tokenise on the client (--tokenizer). NER and seq2seq runs export this way too:
     the client splits words, windows and decodes entities (NER) or adds the source prefix and
-    decodes the generated ids (seq2seq), giving the default export's results.
+    decodes the generated ids (seq2seq), or cuts question/context windows and chooses the
+    answer spans (question answering), giving the default export's results.
 
     \b
     tfinetune export runs/sentiment --base-path models/sentiment
