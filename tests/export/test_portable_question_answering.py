@@ -248,3 +248,83 @@ def test_cli_export_portable_writes_a_question_answering_version(tmp_path, qa_ru
     config = json.loads((base / "3" / "assets.extra" / "export_config.json").read_text())
     assert config["portable"] is True and config["task"] == "question-answering"
     assert sorted(signature_defs(base / "3")["serving_default"].inputs) == sorted(TOKEN_INPUTS)
+
+
+# ------------------------------------------------------------------------ other tokenizers
+
+def _write_run(run: Path, kind: str) -> None:
+    """A tiny randomly initialised QA run of `kind` (DistilBERT: no token_type_ids; RoBERTa:
+    a byte-level BPE tokenizer, `<s> q </s></s> c </s>`, which the text export refuses)."""
+    import yaml
+    from tests.question_answering_fixtures import QA_VOCAB
+
+    tf.keras.utils.set_random_seed(3)
+    run.mkdir()
+    if kind == "distilbert":
+        from transformers import DistilBertConfig
+        from transformers import DistilBertTokenizerFast
+        from transformers import TFDistilBertForQuestionAnswering
+
+        (run.parent / "vocab.txt").write_text("\n".join(QA_VOCAB) + "\n", encoding="utf-8")
+        DistilBertTokenizerFast(vocab_file=str(run.parent / "vocab.txt")).save_pretrained(run)
+        model = TFDistilBertForQuestionAnswering(DistilBertConfig(
+            vocab_size=len(QA_VOCAB), dim=32, n_layers=2, n_heads=2, hidden_dim=64,
+            max_position_embeddings=128))
+    else:
+        from tokenizers import ByteLevelBPETokenizer
+        from transformers import RobertaConfig
+        from transformers import RobertaTokenizerFast
+        from transformers import TFRobertaForQuestionAnswering
+
+        bpe = ByteLevelBPETokenizer()
+        bpe.train_from_iterator([" ".join(QA_VOCAB)] * 3 + [q + " " + c for q, c in zip(
+            QUESTIONS, _contexts())], vocab_size=300,
+            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+        bpe.save_model(str(run.parent))
+        tokenizer = RobertaTokenizerFast(vocab_file=str(run.parent / "vocab.json"),
+                                         merges_file=str(run.parent / "merges.txt"))
+        tokenizer.save_pretrained(run)
+        model = TFRobertaForQuestionAnswering(RobertaConfig(
+            vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
+            num_attention_heads=2, intermediate_size=64, max_position_embeddings=130,
+            type_vocab_size=1, pad_token_id=tokenizer.pad_token_id))
+    model(model.dummy_inputs)
+    model.save_pretrained(run)
+    (run / "fit_config.yaml").write_text(yaml.safe_dump({
+        "task": "question-answering", "model": kind, "max_length": QA_MAX_LENGTH,
+        "doc_stride": QA_DOC_STRIDE, "max_answer_length": 5}), encoding="utf-8")
+
+
+@pytest.mark.parametrize("kind", ["distilbert", "roberta"])  # ~10 s each
+def test_runs_of_other_models_and_tokenizers_export_and_answer_as_training_decodes(kind,
+                                                                                   tmp_path):
+    import export
+    from export.errors import UnsupportedTokenizerError
+    from serving.client_tokenizer import ClientTokenizer
+    from tests.question_answering_fixtures import reference_answers
+    from transformers import AutoTokenizer
+    from transformers import TFAutoModelForQuestionAnswering
+
+    run = tmp_path / "run"
+    _write_run(run, kind)
+    if kind == "roberta":
+        with pytest.raises(UnsupportedTokenizerError):  # the in-graph tokenizer is WordPiece
+            export.export_model(run, tmp_path / "text")
+
+    result = export.export_model(run, tmp_path / "models", portable=True)
+
+    assert result.max_abs_difference <= 1e-4
+    codec = ClientTokenizer.from_path(tmp_path / "models").task_codec
+    contexts = _contexts()
+    windows = codec.windows.windows(QUESTIONS, contexts)
+    loaded = tf.saved_model.load(str(result.path))
+    outputs = {name: value.numpy() for name, value in loaded.signatures["serving_default"](
+        **{name: tf.constant(value) for name, value in windows.inputs().items()}).items()}
+    got = codec.predictions(outputs, windows, contexts)
+    # tfinetune's own evaluation: Hugging Face windows and `SpanDecoder`.
+    expected = reference_answers(TFAutoModelForQuestionAnswering.from_pretrained(run),
+                                 AutoTokenizer.from_pretrained(run), QUESTIONS, contexts)
+    assert [(p.answer, p.start, p.end) for p in got] == [
+        (a.text, a.start, a.end) for a in expected]
+    np.testing.assert_allclose([p.score for p in got], [a.score for a in expected], atol=1e-4)
+    assert len(windows) > len(QUESTIONS)
