@@ -20,6 +20,11 @@ STRATEGIES = ("auto", "one-device", "mirrored", "multi-worker")
 #: TF_CONFIG task types that train (TensorFlow's "evaluator" and "ps" are not supported).
 _TRAINING_TASKS = ("chief", "worker")
 
+# Strategies made in this process, by kind and devices: TensorFlow numbers the collective
+# operations of each strategy from the same start, so two strategies over the same devices in
+# one process mix up their collectives (a second `fit` reuses the first one's strategy).
+_STRATEGIES: dict = {}
+
 _TF_CONFIG_EXAMPLE = (
     'TF_CONFIG=\'{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
     '"task": {"type": "worker", "index": 0}}\'')
@@ -77,7 +82,7 @@ class DistributionStrategy:
             return requested
         if requested == "auto":
             if text is not None and text.strip():
-                worker, workers = cluster_tasks(text)
+                _, workers = cluster_tasks(text)
                 if workers > 1:
                     return "multi-worker"
             return "mirrored" if _gpu_count() > 1 else "one-device"
@@ -99,9 +104,11 @@ class DistributionStrategy:
                 implementation=(tf.distribute.experimental.CommunicationImplementation.NCCL
                                 if _gpu_count() else
                                 tf.distribute.experimental.CommunicationImplementation.RING))
-            strategy = tf.distribute.MultiWorkerMirroredStrategy(
-                communication_options=options)
-            result = cls(name, strategy, worker_index, num_workers)
+            key = ("multi-worker", environ["TF_CONFIG"])
+            if key not in _STRATEGIES:
+                _STRATEGIES[key] = tf.distribute.MultiWorkerMirroredStrategy(
+                    communication_options=options)
+            result = cls(name, _STRATEGIES[key], worker_index, num_workers)
         elif name == "mirrored":
             gpus = tf.config.list_logical_devices("GPU")
             devices = [device.name for device in
@@ -111,7 +118,10 @@ class DistributionStrategy:
                                "alone. Mirrored training needs several GPUs, or logical CPU "
                                "devices set up with tf.config.set_logical_device_configuration",
                                devices[0])
-            result = cls(name, tf.distribute.MirroredStrategy(devices=devices))
+            key = ("mirrored", tuple(devices))
+            if key not in _STRATEGIES:
+                _STRATEGIES[key] = tf.distribute.MirroredStrategy(devices=devices)
+            result = cls(name, _STRATEGIES[key])
         else:
             result = cls(name, tf.distribute.get_strategy())
         logger.info("Strategy %s: %d replica(s)%s", name, result.num_replicas,

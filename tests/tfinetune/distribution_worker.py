@@ -20,7 +20,8 @@ import sys
 
 
 def main(spec_path: str) -> None:
-    spec = json.loads(open(spec_path, encoding="utf-8").read())
+    with open(spec_path, encoding="utf-8") as file:
+        spec = json.load(file)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     from tfinetune import _environment  # noqa: F401

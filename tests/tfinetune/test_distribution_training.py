@@ -59,10 +59,10 @@ def run_worker_script(spec, directory, name, env=None):
     spec_path = directory / f"{name}.json"
     spec_path.write_text(json.dumps(spec))
     log = directory / f"{name}.stderr"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.tfinetune.distribution_worker", str(spec_path)],
-        stdout=subprocess.PIPE, stderr=open(log, "wb"), env=env or environment(),
-        cwd=REPO_ROOT)
+    with open(log, "wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tests.tfinetune.distribution_worker", str(spec_path)],
+            stdout=subprocess.PIPE, stderr=stderr, env=env or environment(), cwd=REPO_ROOT)
     return process, log
 
 
@@ -114,9 +114,10 @@ def saved_weights(run_dir):
 
 
 @pytest.fixture(scope="module")
-def reference(setup):
+def reference(setup, ner_base_model_dir, ner_data):
     """One process with two logical CPUs: one-device with batch 16, then mirrored with 8 per
-    replica (LeanAdamW fusing every variable of >= 1,000 values, so its XLA path runs)."""
+    replica (LeanAdamW fusing every variable of >= 1,000 values, so its XLA path runs), then
+    one epoch of token classification, mirrored."""
     directory = setup["dir"] / "reference"
     directory.mkdir()
     spec = {"logical_cpus": 2, "fuse_min_elements": 1000, "runs": [
@@ -126,11 +127,16 @@ def reference(setup):
         {"config": fit_options(setup, directory / "mirrored", batch_size=8,
                                strategy="mirrored"),
          "weights": str(directory / "mirrored.npz")},
+        {"config": {"task": "token-classification", "model": str(ner_base_model_dir),
+                    "train": str(ner_data["train"]), "output_dir": str(directory / "ner"),
+                    "epochs": 1, "batch_size": 8, "max_length": 32, "strategy": "mirrored"},
+         "weights": str(directory / "ner.npz")},
     ]}
     process = run_worker_script(spec, directory, "reference")
     finish([process])
     return {"one": dict(np.load(directory / "one.npz")),
             "mirrored": dict(np.load(directory / "mirrored.npz")),
+            "ner": dict(np.load(directory / "ner.npz")),
             "log": process[1].read_text(), "dir": directory, "model": setup["model"]}
 
 
@@ -150,6 +156,15 @@ def test_mirrored_over_two_logical_cpus_equals_one_device_with_the_global_batch(
     assert np.abs(one["bert/embeddings/word_embeddings/weight:0"] - pretrained).max() > 1e-3
     assert (reference["dir"] / "mirrored" / "fit_config.yaml").is_file()
     assert not (reference["dir"] / "mirrored" / "checkpoints").exists()
+
+
+@pytest.mark.slow
+def test_token_classification_trains_mirrored_with_the_global_batch(reference):
+    # 160 training sentences (one window each at 32 tokens), 16 per step over 2 replicas.
+    assert "token-classification on 160 rows" in reference["log"]
+    assert "10 steps (10 per epoch)" in reference["log"]
+    assert int(reference["ner"]["optimizer_iterations"]) == 10
+    assert (reference["dir"] / "ner" / "labels.json").is_file()
 
 
 @pytest.fixture(scope="module")
@@ -208,8 +223,9 @@ def cli_worker(setup, output_dir, tf_config, log_path):
                "multi-worker", "--save-steps", "2",
                *[item for name, value in OPTIONS.items()
                  for item in (f"--{name.replace('_', '-')}", str(value))]]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=open(log_path, "wb"),
-                            env=environment(TF_CONFIG=tf_config), cwd=REPO_ROOT)
+    with open(log_path, "wb") as stderr:
+        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr,
+                                env=environment(TF_CONFIG=tf_config), cwd=REPO_ROOT)
 
 
 @pytest.mark.slow
