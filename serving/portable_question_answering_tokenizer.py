@@ -66,7 +66,8 @@ class QuestionAnsweringTokenizer:
 
     @classmethod
     def from_config(cls, tokenizer: Any, config: Mapping[str, Any], *, pad_token_id: int,
-                    pad_to_max_length: bool = False, source: str = "") -> "QuestionAnsweringTokenizer":
+                    pad_to_max_length: bool = False,
+                    source: str = "") -> "QuestionAnsweringTokenizer":
         """From an export's `export_config.json` fields (`max_length`, `doc_stride`).
 
         Raises:
