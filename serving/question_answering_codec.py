@@ -5,6 +5,10 @@ The export's `serving_default` takes `question` and `context` (strings) and retu
 exclusive; the export maps its WordPiece byte offsets back to characters in the graph) and
 `score` (the span's probability in its window). An empty answer with start = end = 0 means
 "no answer" (SQuAD v2 models, or an empty context).
+
+A `--portable` export returns each window's `start_logits` and `end_logits` instead; its client
+codec (`serving.portable_question_answering_codec`, through `ClientTokenizer.from_path`) cuts the
+windows and chooses the spans as the default export's graph does.
 """
 
 from __future__ import annotations
