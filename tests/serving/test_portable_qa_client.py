@@ -440,3 +440,33 @@ def test_predict_without_tokenizer_or_context_says_what_to_pass(address, bases):
     assert no_context.exit_code == 2
     assert "answers questions: give each question's context with --context" in (
         no_context.output)
+
+
+def test_a_tokenizer_without_a_question_then_context_template_is_refused():
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import Whitespace
+    from tokenizers.processors import TemplateProcessing
+
+    from serving.portable_question_answering_tokenizer import QuestionAnsweringTokenizer
+
+    vocab = {"[PAD]": 0, "[UNK]": 1, "[SEP]": 2, "a": 3, "b": 4}
+    tokenizer = Tokenizer(WordLevel(vocab, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = Whitespace()
+    tokenizer.post_processor = TemplateProcessing(  # the context first: windows cannot work
+        single="$A [SEP]", pair="$B:1 [SEP]:1 $A:0 [SEP]:0", special_tokens=[("[SEP]", 2)])
+
+    with pytest.raises(ValueError, match=r"no pair template .* Expected special tokens around "
+                                         r"\[question, context\] in that order\. Received: "
+                                         r"sequence ids \[1, None, 0, None\]"):
+        QuestionAnsweringTokenizer(tokenizer, max_length=16, doc_stride=4, pad_token_id=0,
+                                   source="models/qa/1/assets.extra")
+    tokenizer.post_processor = TemplateProcessing(
+        single="$A [SEP]", pair="$A:0 [SEP]:0 $B:1 [SEP]:1", special_tokens=[("[SEP]", 2)])
+    windows = QuestionAnsweringTokenizer(tokenizer, max_length=16, doc_stride=4,
+                                         pad_token_id=0).windows(["a"], ["b b"])
+    assert windows.input_ids.tolist() == [[3, 2, 4, 4, 2]]
+    assert windows.token_type_ids.tolist() == [[0, 0, 1, 1, 1]]
+    with pytest.raises(ValueError, match=r"Expected 0 < doc_stride < 14\. Received: "
+                                         r"doc_stride=14"):
+        QuestionAnsweringTokenizer(tokenizer, max_length=16, doc_stride=14, pad_token_id=0)
