@@ -76,6 +76,8 @@ def test_compose_and_deployment_run_the_binary_with_the_same_flags():
         "enable_batching": "true",
         "batching_parameters_file": f"{CONFIG_DIR_IN_CONTAINER}/{BATCHING_CONFIG}",
         "monitoring_config_file": f"{CONFIG_DIR_IN_CONTAINER}/{MONITORING_CONFIG}",
+        # seq2seq exports' XLA generation fails on stock TF Serving without it
+        "xla_cpu_compilation_enabled": "true",
     }
 
 
