@@ -470,3 +470,41 @@ def test_a_tokenizer_without_a_question_then_context_template_is_refused():
     with pytest.raises(ValueError, match=r"Expected 0 < doc_stride < 14\. Received: "
                                          r"doc_stride=14"):
         QuestionAnsweringTokenizer(tokenizer, max_length=16, doc_stride=14, pad_token_id=0)
+
+
+CLIENT_ONLY = r'''
+import importlib.abc, json, sys
+
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("transformers", "tensorflow_text", "tfinetune", "export"):
+            raise ImportError(f"{name} is blocked in this client")
+        return None
+
+sys.meta_path.insert(0, Block())
+import numpy as np
+from serving.client_tokenizer import ClientTokenizer
+
+codec = ClientTokenizer.from_path(sys.argv[1]).task_codec
+contexts = ["the city of paris is in france .", ""]
+windows = codec.windows.windows(["where is paris ?", "?"], contexts)
+start = np.zeros(windows.input_ids.shape, np.float32)
+start[0, 12] = 5.0
+answers = codec.predictions({"start_logits": start, "end_logits": start}, windows, contexts)
+print(json.dumps([[a.answer, a.start, a.end] for a in answers]))
+'''
+
+
+def test_the_client_side_needs_neither_transformers_nor_tfinetune_nor_export(bases):
+    import os
+    import subprocess
+    import sys
+
+    process = subprocess.run([sys.executable, "-c", CLIENT_ONLY, str(bases["qa"])],
+                             capture_output=True, text=True, timeout=120,
+                             cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+
+    assert process.returncode == 0, process.stderr[-3000:]
+    answer, start, end = json.loads(process.stdout.strip().splitlines()[-1])[0]
+    assert answer == "the city of paris is in france ."[start:end] and answer
