@@ -128,6 +128,8 @@ class ModelManager:
         self.servable_options = ServableOptions()
         self._lock = threading.RLock()
         self._poll_lock = threading.Lock()  # one poll, initial load or reload at a time
+        # Set by `unload_all` (server shutdown): lookups then answer UNAVAILABLE, not NOT_FOUND.
+        self._shutting_down = False
         self._stop_polling = threading.Event()
         self._poller: threading.Thread | None = None
 
@@ -213,6 +215,12 @@ class ModelManager:
             raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "ModelSpec has no name specified.")
         choice = model_spec.WhichOneof("version_choice")
         with self._lock:
+            if self._shutting_down:
+                # A request accepted just before the server stopped: retryable elsewhere, and
+                # not "not found" (the model exists; this server is going away).
+                raise ServingError(grpc.StatusCode.UNAVAILABLE,
+                                   "The server is shutting down: retry on another replica or "
+                                   "once it is back")
             model = self._models.get(name)
             number = None
             if choice == "version":
@@ -500,13 +508,16 @@ class ModelManager:
             self._finish_unload(model, version)
 
     def unload_all(self, cancel_running: bool = False) -> None:
-        """Unloads every version (after the requests using them finish).
+        """Unloads every version (after the requests using them finish); later lookups answer
+        UNAVAILABLE (the server is shutting down).
 
         Args:
             cancel_running: First cancel the session runs in progress (they fail with
                 CANCELLED), so that the unload does not wait for them (the end of a shutdown
                 grace period).
         """
+        with self._lock:
+            self._shutting_down = True
         if cancel_running:
             with self._lock:
                 loaded = [(model, version) for model in self._models.values()

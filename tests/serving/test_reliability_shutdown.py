@@ -140,3 +140,36 @@ def test_requests_still_running_after_the_grace_period_are_cancelled_and_it_exit
     assert stopped_after < 10  # 1 s of grace, then cancel and unload
     assert endless_code in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE)
     assert "Server stopped." in output
+
+
+def test_a_lookup_after_the_models_unloaded_for_shutdown_is_unavailable_not_not_found(
+        model_bases):
+    """A request that gRPC accepted just before `stop` but that looks its model up after the
+    unload gets UNAVAILABLE (retryable on another replica), not NOT_FOUND (which says the model
+    does not exist, so clients give up)."""
+    from tensorflow_serving.apis import model_pb2
+
+    from serving import ServingError
+    from serving.model_manager import ModelManager
+
+    manager = ModelManager({"half": model_bases["half"]})
+    manager.load_all()
+    spec = model_pb2.ModelSpec(name="half")
+    with manager.servable(spec) as servable:
+        assert servable is not None
+    missing = model_pb2.ModelSpec(name="absent")
+    try:
+        with manager.servable(missing):
+            raise AssertionError("an unknown model must not be found")
+    except ServingError as error:
+        assert error.code == grpc.StatusCode.NOT_FOUND
+
+    manager.unload_all()
+
+    for model_spec in (spec, missing):
+        try:
+            with manager.servable(model_spec):
+                raise AssertionError("no servable after the shutdown unload")
+        except ServingError as error:
+            assert error.code == grpc.StatusCode.UNAVAILABLE, error
+            assert "shutting down" in error.message
