@@ -23,3 +23,7 @@ class RunDirError(TfinetuneError):
 
 class ScoringError(TfinetuneError):
     """Bulk scoring could not start (server unreachable, bad input file)."""
+
+
+class ClusterError(TfinetuneError):
+    """A multi-worker training cluster lost a worker (stopped, or unreachable)."""

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from tfinetune import _environment  # noqa: F401
+from tfinetune.errors import ClusterError
 from tfinetune.errors import RunDirError
 from tfinetune.fit_config import FitConfig
 
@@ -240,8 +241,17 @@ def _train(config: FitConfig, task, output_dir: Path, work_dir: Path, resuming: 
     ]
     # Keras writes its progress bar to stdout; stdout is for results, so it goes to stderr.
     with contextlib.redirect_stdout(sys.stderr):
-        model.fit(train_dataset, epochs=config.epochs, callbacks=all_callbacks,
-                  verbose=1 if sys.stderr.isatty() else 2, **fit_options)
+        try:
+            model.fit(train_dataset, epochs=config.epochs, callbacks=all_callbacks,
+                      verbose=1 if sys.stderr.isatty() else 2, **fit_options)
+        except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError) as error:
+            if not distribution.is_multi_worker:
+                raise
+            reason = str(error.message).strip().splitlines()[0][:400]
+            raise ClusterError(
+                f"Worker {distribution.worker_index} lost the multi-worker cluster: a worker "
+                f"stopped or cannot be reached ({reason}). Restart every worker with the same "
+                "command: training resumes from the chief's last backup.") from error
 
     if not chief:
         logger.info("Worker %d done; the chief writes the run directory",

@@ -229,12 +229,13 @@ def cli_worker(setup, output_dir, tf_config, log_path):
 
 
 @pytest.mark.slow
-def test_a_killed_multi_worker_run_restarted_resumes_and_matches_an_uninterrupted_one(
+def test_a_worker_killed_stops_the_run_and_a_restart_resumes_as_if_uninterrupted(
         setup, two_workers, tmp_path):
     runs = [tmp_path / "run-0", tmp_path / "run-1"]
     backup = runs[0] / "checkpoints" / "backup" / "chief" / "checkpoint"
 
-    # 1. Both workers are killed once the chief has written its first backup.
+    # 1. Worker 1 is killed once the chief has written its first backup: the chief stops too,
+    #    saying what happened and what to do.
     logs = [tmp_path / f"first-{index}.stderr" for index in range(2)]
     workers = [cli_worker(setup, run, config, log)
                for run, config, log in zip(runs, tf_configs(2), logs)]
@@ -243,10 +244,18 @@ def test_a_killed_multi_worker_run_restarted_resumes_and_matches_an_uninterrupte
         assert all(worker.poll() is None for worker in workers), logs[0].read_text()[-3000:]
         assert time.monotonic() < deadline, "no backup in time"
         time.sleep(0.01)
-    for worker in workers:
-        worker.send_signal(signal.SIGKILL)
-    for worker in workers:
-        worker.wait(timeout=60)
+    workers[1].send_signal(signal.SIGKILL)
+    workers[1].wait(timeout=60)
+    try:
+        workers[0].communicate(timeout=90)
+    finally:
+        if workers[0].poll() is None:
+            workers[0].kill()
+    chief_log = logs[0].read_text()
+    assert workers[0].returncode == 1, chief_log[-3000:]
+    assert ("Worker 0 lost the multi-worker cluster: a worker stopped or cannot be reached"
+            in chief_log), chief_log[-3000:]
+    assert "Restart every worker with the same command" in chief_log
     assert not (runs[0] / "fit_config.yaml").exists()  # not finished
 
     # 2. The cluster restarts: both run the same command again and finish.
