@@ -117,7 +117,7 @@ def saved_weights(run_dir):
 def reference(setup, ner_base_model_dir, ner_data):
     """One process with two logical CPUs: one-device with batch 16, then mirrored with 8 per
     replica (LeanAdamW fusing every variable of >= 1,000 values, so its XLA path runs), then
-    one epoch of token classification, mirrored."""
+    one epoch of token classification, mirrored, and one in mixed_bfloat16, mirrored."""
     directory = setup["dir"] / "reference"
     directory.mkdir()
     spec = {"logical_cpus": 2, "fuse_min_elements": 1000, "runs": [
@@ -131,12 +131,16 @@ def reference(setup, ner_base_model_dir, ner_data):
                     "train": str(ner_data["train"]), "output_dir": str(directory / "ner"),
                     "epochs": 1, "batch_size": 8, "max_length": 32, "strategy": "mirrored"},
          "weights": str(directory / "ner.npz")},
+        {"config": fit_options(setup, directory / "bf16", batch_size=8, strategy="mirrored",
+                               precision="mixed_bfloat16", epochs=1),
+         "weights": str(directory / "bf16.npz")},
     ]}
     process = run_worker_script(spec, directory, "reference")
     finish([process])
     return {"one": dict(np.load(directory / "one.npz")),
             "mirrored": dict(np.load(directory / "mirrored.npz")),
             "ner": dict(np.load(directory / "ner.npz")),
+            "bf16": dict(np.load(directory / "bf16.npz")),
             "log": process[1].read_text(), "dir": directory, "model": setup["model"]}
 
 
@@ -146,7 +150,7 @@ def test_mirrored_over_two_logical_cpus_equals_one_device_with_the_global_batch(
     assert "Strategy mirrored: 2 replica(s)" in log
     assert "Global batch 16: 8 per replica x 2 replicas" in log
     assert f"{STEPS} steps (4 per epoch)" in log
-    one, mirrored = reference["one"], reference["mirrored"]
+    one, mirrored = dict(reference["one"]), dict(reference["mirrored"])
     assert int(one.pop("optimizer_iterations")) == int(mirrored.pop("optimizer_iterations")) \
         == STEPS
     assert_same_weights(mirrored, one, atol=2e-5)
@@ -165,6 +169,18 @@ def test_token_classification_trains_mirrored_with_the_global_batch(reference):
     assert "10 steps (10 per epoch)" in reference["log"]
     assert int(reference["ner"]["optimizer_iterations"]) == 10
     assert (reference["dir"] / "ner" / "labels.json").is_file()
+
+
+@pytest.mark.slow
+def test_mixed_bfloat16_trains_mirrored_and_keeps_float32_weights(reference):
+    weights = dict(reference["bf16"])
+    assert int(weights.pop("optimizer_iterations")) == 4
+    for name, value in weights.items():
+        assert value.dtype == np.float32 and np.isfinite(value).all(), name
+    assert sorted(weights) == sorted(name for name in reference["one"]
+                                     if name != "optimizer_iterations")
+    assert any(np.abs(value - reference["mirrored"][name]).max() > 0
+               for name, value in weights.items())
 
 
 @pytest.fixture(scope="module")
