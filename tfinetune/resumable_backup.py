@@ -38,7 +38,8 @@ class ResumableBackup(tf_keras.callbacks.BackupAndRestore):
     Multi-worker (`distribution.is_multi_worker`): every worker saves at the same steps
     (saving is collective); the chief into `backup_dir/chief`, the others into a temporary
     directory that Keras deletes after each save (give them a `backup_dir` outside the run
-    directory). The time trigger fires on every worker when it is due on any. On resume only
+    directory). After every step the workers agree (one small all-reduce) to back up when a
+    backup is due on any of them. On resume only
     the chief reads the backup; the others then take its restored state (weights, optimizer,
     dropout generators, position) through collectives, so they need no shared filesystem.
 
@@ -115,9 +116,12 @@ class ResumableBackup(tf_keras.callbacks.BackupAndRestore):
         due_by_steps = self.save_steps is not None and self._batches_count >= self.save_steps
         due_by_time = (self.save_seconds > 0
                        and _now() - self._last_backup >= self.save_seconds)
-        if self.save_seconds > 0 and self.distribution is not None:
-            due_by_time = self.distribution.any_worker(due_by_time)
-        if due_by_steps or due_by_time:
+        due = due_by_steps or due_by_time
+        if self.distribution is not None and self.distribution.is_multi_worker:
+            # Saving is collective: all workers back up when one is due (by its clock, or by
+            # its --save-steps should the workers have been given different ones).
+            due = self.distribution.any_worker(due)
+        if due:
             self._backup(epoch=self._current_epoch, batch=batch)
 
     def on_epoch_end(self, epoch, logs=None):

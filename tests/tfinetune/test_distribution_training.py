@@ -186,7 +186,8 @@ def test_mixed_bfloat16_trains_mirrored_and_keeps_float32_weights(reference):
 @pytest.fixture(scope="module")
 def two_workers(setup):
     """Two `fit --strategy multi-worker` processes on 127.0.0.1, 8 examples per replica, each
-    with its own --output-dir and TMPDIR."""
+    with its own --output-dir and TMPDIR, and its own --save-steps (bookkeeping: the workers
+    back up whenever one of them is due)."""
     directory = setup["dir"] / "two-workers"
     directory.mkdir()
     processes = []
@@ -194,7 +195,7 @@ def two_workers(setup):
         temporary = directory / f"tmp-{index}"
         temporary.mkdir()
         spec = {"runs": [{"config": fit_options(setup, directory / f"run-{index}", batch_size=8,
-                                                strategy="multi-worker", save_steps=2),
+                                                strategy="multi-worker", save_steps=2 + index),
                           "weights": str(directory / f"weights-{index}.npz")}]}
         processes.append(run_worker_script(
             spec, directory, f"worker-{index}",
