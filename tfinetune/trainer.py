@@ -244,8 +244,8 @@ def _train(config: FitConfig, task, output_dir: Path, work_dir: Path, resuming: 
         try:
             model.fit(train_dataset, epochs=config.epochs, callbacks=all_callbacks,
                       verbose=1 if sys.stderr.isatty() else 2, **fit_options)
-        except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError) as error:
-            if not distribution.is_multi_worker:
+        except tf.errors.OpError as error:
+            if not distribution.is_multi_worker or not _lost_worker(error):
                 raise
             reason = str(error.message).strip().splitlines()[0][:400]
             raise ClusterError(
@@ -328,6 +328,18 @@ def _checkpointable_dropout():
     finally:
         if not enabled:
             experimental.disable_tf_random_generator()
+
+
+def _lost_worker(error) -> bool:
+    """Whether a TensorFlow error of a multi-worker step means a worker is gone (its collective
+    operations were aborted, or it stopped sending heartbeats)."""
+    import tensorflow as tf
+
+    kinds = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+             tf.errors.AbortedError, tf.errors.CancelledError)
+    message = str(error.message)
+    return isinstance(error, kinds) or "Collective ops is aborted" in message \
+        or "unhealthy" in message
 
 
 def _save_atomically(config: FitConfig, path: Path) -> None:
