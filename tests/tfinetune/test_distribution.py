@@ -156,3 +156,15 @@ def test_resuming_with_another_number_of_replicas_is_refused_and_the_backup_kept
         tfinetune.fit(config)
     assert sorted(path.relative_to(run) for path in run.rglob("*")) == before
     assert (run / "checkpoints" / "distribution.json").read_text() == '{"replicas": 2}\n'
+
+
+def test_errors_of_a_lost_worker_are_told_apart_from_other_tensorflow_errors():
+    import tensorflow as tf
+
+    from tfinetune.trainer import _lost_worker
+
+    assert _lost_worker(tf.errors.UnavailableError(None, None, "task 1 unreachable"))
+    assert _lost_worker(tf.errors.InternalError(
+        None, None, "Collective ops is aborted by: The following tasks are unhealthy"))
+    assert not _lost_worker(tf.errors.InvalidArgumentError(None, None, "Incompatible shapes"))
+    assert not _lost_worker(tf.errors.ResourceExhaustedError(None, None, "OOM"))
