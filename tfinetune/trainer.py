@@ -96,8 +96,7 @@ def fit(config: FitConfig, *, callbacks: Sequence = ()) -> FitResult:
     from tfinetune.precision_policy import precision_policy
 
     # The chief works in the run directory; the other workers in a temporary directory.
-    work_dir = output_dir if distribution.is_chief else Path(
-        tempfile.mkdtemp(prefix=f"tfinetune-worker-{distribution.worker_index}-"))
+    work_dir = output_dir if distribution.is_chief else _worker_dir(output_dir, distribution)
     try:
         with precision_policy(config.precision):
             return _train(config, task, output_dir, work_dir, resuming, position, callbacks,
@@ -105,6 +104,19 @@ def fit(config: FitConfig, *, callbacks: Sequence = ()) -> FitResult:
     finally:
         if not distribution.is_chief:
             shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def _worker_dir(output_dir: Path, distribution) -> Path:
+    """A non-chief worker's working directory, in the system's temporary directory: named after
+    the run and the worker, so that a worker restarted after being killed replaces the one its
+    killed process left behind."""
+    import hashlib
+
+    run = hashlib.sha256(str(output_dir.resolve()).encode()).hexdigest()[:16]
+    path = Path(tempfile.gettempdir()) / f"tfinetune-worker-{distribution.worker_index}-{run}"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
 
 
 def _agree_on_run_dir(config: FitConfig, output_dir: Path, distribution

@@ -233,7 +233,7 @@ def test_two_workers_end_with_identical_weights_and_only_the_chief_writes(two_wo
     assert list((two_workers / "tmp-0").iterdir()) == []
 
 
-def cli_worker(setup, output_dir, tf_config, log_path):
+def cli_worker(setup, output_dir, tf_config, log_path, temporary=None):
     command = [sys.executable, "-m", "tfinetune.cli.main", "fit", "--model", setup["model"],
                "--train", setup["train"], "--validation", setup["validation"],
                "--output-dir", str(output_dir), "--batch-size", "8", "--strategy",
@@ -241,20 +241,23 @@ def cli_worker(setup, output_dir, tf_config, log_path):
                *[item for name, value in OPTIONS.items()
                  for item in (f"--{name.replace('_', '-')}", str(value))]]
     with open(log_path, "wb") as stderr:
+        extra = {"TMPDIR": str(temporary)} if temporary is not None else {}
         return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr,
-                                env=environment(TF_CONFIG=tf_config), cwd=REPO_ROOT)
+                                env=environment(TF_CONFIG=tf_config, **extra), cwd=REPO_ROOT)
 
 
 @pytest.mark.slow
 def test_a_worker_killed_stops_the_run_and_a_restart_resumes_as_if_uninterrupted(
         setup, two_workers, tmp_path):
     runs = [tmp_path / "run-0", tmp_path / "run-1"]
+    temporary = tmp_path / "tmp-1"  # worker 1's TMPDIR
+    temporary.mkdir()
     backup = runs[0] / "checkpoints" / "backup" / "chief" / "checkpoint"
 
     # 1. Worker 1 is killed once the chief has written its first backup: the chief stops too,
     #    saying what happened and what to do.
     logs = [tmp_path / f"first-{index}.stderr" for index in range(2)]
-    workers = [cli_worker(setup, run, config, log)
+    workers = [cli_worker(setup, run, config, log, temporary)
                for run, config, log in zip(runs, tf_configs(2), logs)]
     deadline = time.monotonic() + 240
     while not backup.is_file():
@@ -274,10 +277,12 @@ def test_a_worker_killed_stops_the_run_and_a_restart_resumes_as_if_uninterrupted
             in chief_log), chief_log[-3000:]
     assert "Restart every worker with the same command" in chief_log
     assert not (runs[0] / "fit_config.yaml").exists()  # not finished
+    # The killed worker's working directory (and TensorFlow's autograph files) stay behind.
+    assert len(list(temporary.glob("tfinetune-worker-1-*"))) == 1
 
     # 2. The cluster restarts: both run the same command again and finish.
     logs = [tmp_path / f"second-{index}.stderr" for index in range(2)]
-    workers = [cli_worker(setup, run, config, log)
+    workers = [cli_worker(setup, run, config, log, temporary)
                for run, config, log in zip(runs, tf_configs(2), logs)]
     outputs = []
     for worker, log in zip(workers, logs):
@@ -313,6 +318,8 @@ def test_a_worker_killed_stops_the_run_and_a_restart_resumes_as_if_uninterrupted
             assert got[name] == pytest.approx(expected[name], abs=1e-6), (got, name)
     assert not (runs[0] / "checkpoints").exists()
     assert not runs[1].exists()
+    # The restarted worker replaced it, then deleted it.
+    assert list(temporary.glob("tfinetune-worker-*")) == []
 
 
 @pytest.mark.slow
