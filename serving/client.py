@@ -338,15 +338,19 @@ class Client:
         except ValueError as error:
             raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, str(error)) from None
 
-    def _decoded(self, decode, response, count: int) -> list[Prediction]:
+    def _decoded(self, decode, response, count: int, task: str | None = None
+                 ) -> list[Prediction]:
+        """`decode(outputs)` of the response's outputs, checked to have `count` rows; a
+        ValueError of `decode` is INTERNAL, naming `task` (default: the tokenizer's)."""
         outputs = {alias: tensor_codec.to_ndarray(tensor)
                    for alias, tensor in response.outputs.items()}
         try:
             predictions = decode(outputs)
         except ValueError as error:
+            task = self._tokenizer_task() if task is None else task
             raise ServingError(
                 grpc.StatusCode.INTERNAL,
-                f"The response of model '{self.model_name}' ({self._tokenizer_task()}) is not "
+                f"The response of model '{self.model_name}' ({task}) is not "
                 f"as expected: {error}") from None
         if len(predictions) != count:
             raise ServingError(
@@ -435,22 +439,10 @@ class Client:
 
         codec = codec_for_outputs(response.outputs)
         if codec is not None:
-            outputs = {alias: tensor_codec.to_ndarray(tensor)
-                       for alias, tensor in response.outputs.items()}
-            try:
-                predictions = codec.predictions(outputs, list(texts),
-                                                list(text_pairs) if text_pairs else None)
-            except ValueError as error:
-                raise ServingError(
-                    grpc.StatusCode.INTERNAL,
-                    f"The response of model '{self.model_name}' ({codec.task}) is not as "
-                    f"expected: {error}") from None
-            if len(predictions) != count:
-                raise ServingError(
-                    grpc.StatusCode.INTERNAL,
-                    f"The response of model '{self.model_name}' has {len(predictions)} rows for "
-                    f"{count} inputs.")
-            return predictions
+            return self._decoded(
+                lambda outputs: codec.predictions(outputs, list(texts),
+                                                  list(text_pairs) if text_pairs else None),
+                response, count, codec.task)
         problem_type = _problem_type(response.outputs)
         if problem_type is None:
             self._output(response, "probabilities")  # raises, naming what was expected
