@@ -34,17 +34,15 @@ from export._not_tracked import NotTracked  # noqa: E402
 from export.classifier_serving_module import SERVING_DEFAULT  # noqa: E402
 from export.classifier_serving_module import TOKEN_INPUTS  # noqa: E402
 from export.classifier_serving_module import TOKENS  # noqa: E402
-from export.errors import ExportError  # noqa: E402
 from export.errors import ParityError  # noqa: E402
-from export.errors import RunDirError  # noqa: E402
 from export.errors import UnsupportedTokenizerError  # noqa: E402
 from export.portable_export import CLIENT_TOKENIZER_FILE  # noqa: E402
 from export.run_directory import RunDirectory  # noqa: E402
-from export.task_export import TaskExport  # noqa: E402
 from export.token_classification_export import TOLERANCE  # noqa: E402
-from export.token_classification_export import _checked_max_length  # noqa: E402
+from export.token_classification_export import TokenClassificationExport  # noqa: E402
 from export.token_classification_export import _compare  # noqa: E402
 from export.token_classification_export import default_parity_texts  # noqa: E402
+from export.token_classifier_serving_module import TokenClassifierServingModule  # noqa: E402
 from export.warmup_requests import WARMUP_REQUESTS_FILE  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -62,6 +60,10 @@ class PortableTokenClassifierServingModule(tf.Module):
         model: A built `TFAutoModelForTokenClassification`.
     """
 
+    #: The default export's `tokens` body and `signatures()`.
+    _tokens = TokenClassifierServingModule._tokens
+    signatures = TokenClassifierServingModule.signatures
+
     def __init__(self, model: Any) -> None:
         super().__init__(name="portable_token_classifier_serving_module")
         self._model = NotTracked(model)
@@ -73,21 +75,12 @@ class PortableTokenClassifierServingModule(tf.Module):
         self.serving_default = tf.function(self._tokens, input_signature=spec)
         self.tokens = tf.function(self._tokens, input_signature=spec)
 
-    def signatures(self) -> dict[str, Any]:
-        """The concrete functions to pass to `tf.saved_model.save(..., signatures=...)`."""
-        return {name: getattr(self, name).get_concrete_function()
-                for name in self.signature_names}
-
-    def _tokens(self, input_ids, attention_mask, token_type_ids):
-        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if self._model_takes_token_type_ids:
-            inputs["token_type_ids"] = token_type_ids
-        logits = tf.cast(self._model.value(**inputs, training=False).logits, tf.float32)
-        return {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1)}
 
 
-class PortableTokenClassificationExport(TaskExport):
-    """Builds the portable NER SavedModel of a run directory (see the module docstring).
+class PortableTokenClassificationExport(TokenClassificationExport):
+    """Builds the portable NER SavedModel of a run directory (see the module docstring): the
+    default export's model loading, checks and in-memory logits, with a tokenizer check of its
+    own (`_check_tokenizer`), the token-id module, assets and parity check.
 
     Args:
         run: A token-classification run directory.
@@ -102,34 +95,11 @@ class PortableTokenClassificationExport(TaskExport):
         ExportError: invalid `max_length` or `parity_texts`.
     """
 
-    def __init__(self, run: RunDirectory, *, max_length: int | None = None,
-                 parity_texts: Any = None) -> None:
-        super().__init__(run, max_length=max_length, parity_texts=parity_texts)
-        from transformers import TFAutoModelForTokenClassification
+    def _check_tokenizer(self) -> None:
+        _check_tokenizer(self.tokenizer, self.run)
 
-        try:
-            self.model = TFAutoModelForTokenClassification.from_pretrained(run.path)
-        except (OSError, ValueError, KeyError) as error:
-            raise RunDirError(
-                f"Cannot load the fine-tuned model. Expected a TF token-classification model "
-                f"saved with `save_pretrained` in the run directory (written by `tfinetune "
-                f"fit`). Received: run_dir='{run.path}', error: {error}") from error
-        if self.model.config.num_labels != len(run.labels):
-            raise RunDirError(
-                f"The model and labels.json disagree on the number of tags. Expected "
-                f"{len(run.labels)} tags ({list(run.labels)}). Received: "
-                f"num_labels={self.model.config.num_labels} in {run.path / 'config.json'}")
-        self.tokenizer = run.load_tokenizer()
-        _check_tokenizer(self.tokenizer, run)
-        self._max_length = _checked_max_length(run, self.model, max_length)
-        if parity_texts is not None and (
-                isinstance(parity_texts, str) or not parity_texts
-                or not all(isinstance(text, str) for text in parity_texts)):
-            raise ExportError(f"Invalid parity_texts. Expected a non-empty sequence of strings. "
-                              f"Received: {parity_texts!r}")
-        self.parity_texts = (list(parity_texts) if parity_texts is not None
-                             else default_parity_texts(self._max_length))
-        self.module = PortableTokenClassifierServingModule(self.model)
+    def _build_module(self) -> tf.Module:
+        return PortableTokenClassifierServingModule(self.model)
 
     def write_assets(self, assets_extra: Path) -> dict[str, Any]:
         self.tokenizer.save_pretrained(str(assets_extra / TOKENIZER_DIR))
@@ -155,12 +125,12 @@ class PortableTokenClassificationExport(TaskExport):
 
     def check_parity(self, export_dir: Path) -> float:
         """Runs the client's code (`ClientTokenizer.from_path(export_dir)`, see
-        `serving.client_tokenizer`) on `parity_texts` and checks: its words and byte offsets equal the default export's graph
-        split (`tensorflow_text`); its windows equal the Hugging Face tokenizer's pieces of
-        those words framed by [CLS]/[SEP] (exactly); the SavedModel's `serving_default` and
-        `tokens` logits on its inputs equal the in-memory model's (within 1e-4); and the
-        entities the client decodes from them equal those of the in-memory logits (same
-        types, offsets and texts, scores within 1e-4).
+        `serving.client_tokenizer`) on `parity_texts` and checks: its words and byte offsets
+        equal the default export's graph split (`tensorflow_text`); its windows equal the
+        Hugging Face tokenizer's pieces of those words framed by [CLS]/[SEP] (exactly); the
+        SavedModel's `serving_default` and `tokens` logits on its inputs equal the in-memory
+        model's (within 1e-4); and the entities the client decodes from them equal those of
+        the in-memory logits (same types, offsets and texts, scores within 1e-4).
 
         Raises:
             ParityError: naming the text and what differs.
@@ -226,13 +196,6 @@ class PortableTokenClassificationExport(TaskExport):
         logger.info("Portable token-classification parity on %d texts (%d windows): max "
                     "|difference| %.3g", len(texts), len(inputs["input_ids"]), largest)
         return largest
-
-    def _in_memory_logits(self, ids: list[int]) -> np.ndarray:
-        inputs = {"input_ids": tf.constant([ids], tf.int32),
-                  "attention_mask": tf.ones([1, len(ids)], tf.int32)}
-        if self.module._model_takes_token_type_ids:
-            inputs["token_type_ids"] = tf.zeros([1, len(ids)], tf.int32)
-        return tf.cast(self.model(inputs, training=False).logits, tf.float32).numpy()[0]
 
     def _write_warmup_requests(self, assets_extra: Path, config: dict) -> Path:
         """Predict requests on `serving_default` with the client's windows of one, two and all

@@ -109,6 +109,7 @@ class TokenClassificationExport(TaskExport):
                 f"{len(run.labels)} tags ({list(run.labels)}). Received: "
                 f"num_labels={self.model.config.num_labels} in {run.path / 'config.json'}")
         self.tokenizer = run.load_tokenizer()
+        self._check_tokenizer()
         self._max_length = _checked_max_length(run, self.model, max_length)
         if parity_texts is not None and (
                 isinstance(parity_texts, str) or not parity_texts
@@ -117,8 +118,16 @@ class TokenClassificationExport(TaskExport):
                               f"Received: {parity_texts!r}")
         self.parity_texts = (list(parity_texts) if parity_texts is not None
                              else default_parity_texts(self._max_length))
+        self.module = self._build_module()
+
+    def _check_tokenizer(self) -> None:
+        """Raises `UnsupportedTokenizerError` before `max_length` is checked if this export
+        cannot use `self.tokenizer` (here: nothing; the in-graph tokenizer checks its own)."""
+
+    def _build_module(self) -> tf.Module:
+        """The `tf.Module` to save, built once the model, tokenizer and length are known."""
         in_graph = InGraphTokenizer.from_hf_tokenizer(self.tokenizer, max_length=self._max_length)
-        self.module = TokenClassifierServingModule(self.model, in_graph, run.labels)
+        return TokenClassifierServingModule(self.model, in_graph, self.run.labels)
 
     def write_assets(self, assets_extra: Path) -> dict[str, Any]:
         self.tokenizer.save_pretrained(str(assets_extra / TOKENIZER_DIR))
