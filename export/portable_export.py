@@ -118,13 +118,18 @@ def export_portable(run: RunDirectory, base: Path, version: int, max_length: int
                         max_abs_difference=difference)
 
 
-def _check_tokenizer(tokenizer: Any, run: RunDirectory) -> None:
-    name = type(tokenizer).__name__
+def _check_fast_tokenizer(tokenizer: Any, run: RunDirectory) -> None:
+    """Raises `UnsupportedTokenizerError` if `tokenizer` has no fast version (tokenizer.json)."""
     if not getattr(tokenizer, "is_fast", False):
         raise UnsupportedTokenizerError(
             f"A portable export needs a fast tokenizer: clients tokenise with its tokenizer.json "
             f"(the `tokenizers` library). Expected a tokenizer with a fast version. Received: "
-            f"{name} in {run.path} (no tokenizer.json and no conversion)")
+            f"{type(tokenizer).__name__} in {run.path} (no tokenizer.json and no conversion)")
+
+
+def _check_tokenizer(tokenizer: Any, run: RunDirectory) -> None:
+    name = type(tokenizer).__name__
+    _check_fast_tokenizer(tokenizer, run)
     if tokenizer.pad_token_id is None:
         raise UnsupportedTokenizerError(
             f"A portable export needs a padding token (clients pad batches of token ids). "

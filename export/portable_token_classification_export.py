@@ -37,6 +37,7 @@ from export.classifier_serving_module import TOKENS  # noqa: E402
 from export.errors import ParityError  # noqa: E402
 from export.errors import UnsupportedTokenizerError  # noqa: E402
 from export.portable_export import CLIENT_TOKENIZER_FILE  # noqa: E402
+from export.portable_export import _check_fast_tokenizer  # noqa: E402
 from export.run_directory import RunDirectory  # noqa: E402
 from export.token_classification_export import TOLERANCE  # noqa: E402
 from export.token_classification_export import TokenClassificationExport  # noqa: E402
@@ -225,11 +226,7 @@ class PortableTokenClassificationExport(TokenClassificationExport):
 
 def _check_tokenizer(tokenizer: Any, run: RunDirectory) -> None:
     name = type(tokenizer).__name__
-    if not getattr(tokenizer, "is_fast", False):
-        raise UnsupportedTokenizerError(
-            f"A portable export needs a fast tokenizer: clients tokenise with its tokenizer.json "
-            f"(the `tokenizers` library). Expected a tokenizer with a fast version. Received: "
-            f"{name} in {run.path} (no tokenizer.json and no conversion)")
+    _check_fast_tokenizer(tokenizer, run)
     missing = [token for token in ("cls_token", "sep_token", "pad_token")
                if getattr(tokenizer, f"{token}_id", None) is None]
     if missing:
