@@ -7,9 +7,9 @@ max_new_tokens + 1]): the default export's XLA-compiled generation (same `num_be
 `max_target_length`) without the in-graph SentencePiece or byte tokenizer.
 
 The client (`serving.client_tokenizer.ClientTokenizer.from_path(...)`, which hands seq2seq
-exports to `serving.portable_seq2seq_codec`) puts the run's `source_prefix` before each text, tokenises
-with `assets.extra/tokenizer/tokenizer.json` (or, for ByT5, which has none, with a byte
-tokenizer: `client_tokenizer: "byt5"`) and decodes the generated ids like
+exports to `serving.portable_seq2seq_codec`) puts the run's `source_prefix` before each text,
+tokenises with `assets.extra/tokenizer/tokenizer.json` (or, for ByT5, which has none, with a
+byte tokenizer: `client_tokenizer: "byt5"`) and decodes the generated ids like
 `batch_decode(..., skip_special_tokens=True)`: the same `generated_text` as the default export.
 
 `assets.extra/export_config.json` has the default seq2seq export's fields plus `"portable":
@@ -30,20 +30,16 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from export._not_tracked import NotTracked  # noqa: E402
-from export.errors import ExportError  # noqa: E402
 from export.errors import ParityError  # noqa: E402
-from export.errors import RunDirError  # noqa: E402
 from export.errors import UnsupportedTokenizerError  # noqa: E402
 from export.portable_export import CLIENT_TOKENIZER_FILE  # noqa: E402
 from export.run_directory import RunDirectory  # noqa: E402
 from export.seq2seq_export import WARMUP_REQUESTS_FILE  # noqa: E402
 from export.seq2seq_export import WARMUP_TEXTS  # noqa: E402
 from export.seq2seq_export import Seq2SeqExport  # noqa: E402
-from export.seq2seq_export import default_parity_texts  # noqa: E402
 from export.seq2seq_serving_module import GENERATED_IDS  # noqa: E402
 from export.seq2seq_serving_module import SERVING_DEFAULT  # noqa: E402
 from export.seq2seq_serving_module import Seq2SeqServingModule  # noqa: E402
-from export.task_export import TaskExport  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -100,8 +96,10 @@ class PortableSeq2SeqServingModule(tf.Module):
 
 
 class PortableSeq2SeqExport(Seq2SeqExport):
-    """Builds the portable seq2seq SavedModel of a run (see the module docstring); `reference`
-    (the in-memory model's generations) is the default export's.
+    """Builds the portable seq2seq SavedModel of a run (see the module docstring): the default
+    export's options, `max_length` check, model loading and `reference` (the in-memory model's
+    generations), with a tokenizer check of its own (`_check_tokenizer`, which sets
+    `client_tokenizer`), the token-id module, assets and parity check.
 
     Raises:
         RunDirError: the model cannot be loaded as a TF seq2seq model.
@@ -109,35 +107,13 @@ class PortableSeq2SeqExport(Seq2SeqExport):
         ExportError: invalid `max_length`.
     """
 
-    def __init__(self, run: RunDirectory, *, max_length: int | None = None,
-                 parity_texts: Any = None) -> None:
-        TaskExport.__init__(self, run, max_length=max_length, parity_texts=parity_texts)
-        from transformers import TFAutoModelForSeq2SeqLM
+    def _check_tokenizer(self) -> None:
+        self.client_tokenizer = _client_tokenizer(self.tokenizer, self.run)
 
-        config = run.fit_config
-        self.source_prefix = str(config.get("source_prefix") or "")
-        self.max_new_tokens = int(config.get("max_target_length", 128))
-        self.num_beams = int(config.get("num_beams", 1))
-        length = run.max_length if max_length is None else max_length
-        if isinstance(length, bool) or not isinstance(length, int) or length < 2:
-            raise ExportError(
-                "Invalid max_length. Expected an integer of at least 2 (one source token and "
-                f"eos). Received: max_length={length!r}")
-        self._max_length = length
-        self.tokenizer = run.load_tokenizer()
-        self.client_tokenizer = _client_tokenizer(self.tokenizer, run)
-        try:
-            self.model = TFAutoModelForSeq2SeqLM.from_pretrained(run.path)
-        except (OSError, ValueError, KeyError) as error:
-            raise RunDirError(
-                "Cannot load the fine-tuned model. Expected a TF sequence-to-sequence model "
-                "saved with `save_pretrained` in the run directory (written by `tfinetune fit "
-                f"--task seq2seq`). Received: run_dir='{run.path}', error: {error}") from error
-        self.module = PortableSeq2SeqServingModule(
-            self.model, max_length=length, max_new_tokens=self.max_new_tokens,
+    def _build_module(self) -> tf.Module:
+        return PortableSeq2SeqServingModule(
+            self.model, max_length=self._max_length, max_new_tokens=self.max_new_tokens,
             num_beams=self.num_beams)
-        self.parity_texts = (list(parity_texts) if parity_texts is not None
-                             else default_parity_texts(length))
 
     def write_assets(self, assets_extra: Path) -> dict[str, Any]:
         self.tokenizer.save_pretrained(assets_extra / TOKENIZER_DIR)
@@ -162,9 +138,10 @@ class PortableSeq2SeqExport(Seq2SeqExport):
 
     def check_parity(self, export_dir: Path) -> float:
         """Runs the client's code (`ClientTokenizer.from_path(export_dir)`, see
-        `serving.client_tokenizer`) on `parity_texts` and compares: its ids with the Hugging Face tokenizer's (`source_prefix`
-        + text, padded to `max_length`), the SavedModel's `generated_ids` on them with the
-        in-memory model's `generate`, and the client's decoding of them with
+        `serving.client_tokenizer`) on `parity_texts` and compares: its ids with the Hugging
+        Face tokenizer's (`source_prefix` + text, padded to `max_length`), the SavedModel's
+        `generated_ids` on them with the in-memory model's `generate`, and the client's
+        decoding of them with
         `tokenizer.batch_decode(skip_special_tokens=True)`, all exactly.
 
         Returns:

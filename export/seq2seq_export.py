@@ -77,6 +77,7 @@ class Seq2SeqExport(TaskExport):
                 f"eos). Received: max_length={length!r}")
         self._max_length = length
         self.tokenizer = run.load_tokenizer()
+        self._check_tokenizer()
         try:
             self.model = TFAutoModelForSeq2SeqLM.from_pretrained(run.path)
         except (OSError, ValueError, KeyError) as error:
@@ -84,13 +85,22 @@ class Seq2SeqExport(TaskExport):
                 "Cannot load the fine-tuned model. Expected a TF sequence-to-sequence model "
                 "saved with `save_pretrained` in the run directory (written by `tfinetune fit "
                 f"--task seq2seq`). Received: run_dir='{run.path}', error: {error}") from error
-        self.graph_tokenizer, self.tokenizer_kind = _graph_tokenizer(
-            self.tokenizer, length, run.path)
-        self.module = Seq2SeqServingModule(
-            self.model, self.graph_tokenizer, source_prefix=self.source_prefix,
-            max_new_tokens=self.max_new_tokens, num_beams=self.num_beams)
+        self.module = self._build_module()
         self.parity_texts = (list(parity_texts) if parity_texts is not None
                              else default_parity_texts(length))
+
+    def _check_tokenizer(self) -> None:
+        """Raises `UnsupportedTokenizerError` before the model is loaded if this export cannot
+        use `self.tokenizer` (here: nothing; `_build_module` embeds it or raises)."""
+
+    def _build_module(self) -> tf.Module:
+        """The `tf.Module` to save, built once the model and tokenizer are loaded (sets
+        `graph_tokenizer` and `tokenizer_kind`)."""
+        self.graph_tokenizer, self.tokenizer_kind = _graph_tokenizer(
+            self.tokenizer, self._max_length, self.run.path)
+        return Seq2SeqServingModule(
+            self.model, self.graph_tokenizer, source_prefix=self.source_prefix,
+            max_new_tokens=self.max_new_tokens, num_beams=self.num_beams)
 
     def write_assets(self, assets_extra: Path) -> dict[str, Any]:
         self.tokenizer.save_pretrained(assets_extra / TOKENIZER_DIR)
