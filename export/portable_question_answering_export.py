@@ -18,7 +18,6 @@ from tensorflow_serving.apis import prediction_log_pb2  # noqa: E402
 
 from export.errors import ExportError  # noqa: E402
 from export.errors import ParityError  # noqa: E402
-from export.errors import RunDirError  # noqa: E402
 from export.errors import UnsupportedTokenizerError  # noqa: E402
 from export.portable_question_answering_module import OUTPUTS  # noqa: E402
 from export.portable_question_answering_module import SERVING_DEFAULT  # noqa: E402
@@ -28,8 +27,8 @@ from export.question_answering_export import TOLERANCE  # noqa: E402
 from export.question_answering_export import WARMUP_PAIRS  # noqa: E402
 from export.question_answering_export import QuestionAnsweringExport  # noqa: E402
 from export.question_answering_export import _hf_windows  # noqa: E402
+from export.question_answering_export import load_model  # noqa: E402
 from export.question_answering_export import _parity_pairs  # noqa: E402
-from export.question_answering_export import _reference_answers  # noqa: E402
 from export.run_directory import RunDirectory  # noqa: E402
 from export.task_export import TaskExport  # noqa: E402
 from export.warmup_requests import WARMUP_REQUESTS_FILE  # noqa: E402
@@ -72,24 +71,13 @@ class PortableQuestionAnsweringExport(TaskExport):
     def __init__(self, run: RunDirectory, *, max_length: int | None = None,
                  parity_texts: Any = None) -> None:
         super().__init__(run, max_length=max_length, parity_texts=parity_texts)
-        from transformers import TFAutoModelForQuestionAnswering
-
         from export.portable_export import _check_tokenizer
 
         self.tokenizer = run.load_tokenizer()
         _check_tokenizer(self.tokenizer, run)
-        try:
-            self.model = TFAutoModelForQuestionAnswering.from_pretrained(run.path)
-        except (OSError, ValueError, KeyError) as error:
-            raise RunDirError(
-                "Cannot load the fine-tuned model. Expected a TF question-answering model saved "
-                f"with `save_pretrained` in the run directory. Received: run_dir='{run.path}', "
-                f"error: {error}") from error
+        self.model = load_model(run)
         self._max_length = QuestionAnsweringExport._resolve_max_length(self, max_length)
-        config = run.fit_config
-        self.doc_stride = int(config.get("doc_stride", 128))
-        self.max_answer_length = int(config.get("max_answer_length", 30))
-        self.version_2_with_negative = bool(config.get("version_2_with_negative", False))
+        QuestionAnsweringExport._read_span_options(self)
         special = self.tokenizer.num_special_tokens_to_add(pair=True)
         if not 0 < self.doc_stride < self._max_length - special - 1:
             raise ExportError(
@@ -177,12 +165,8 @@ class PortableQuestionAnsweringExport(TaskExport):
                 f"The portable SavedModel's logits differ from the in-memory model's. Expected "
                 f"|difference| <= {TOLERANCE}. Received: {difference:.3g} on the parity pairs")
 
-        lengths = mask.sum(axis=1)
-        want_answers = _reference_answers(
-            contexts, reference["example"], reference["offsets"],
-            [row[:n] for row, n in zip(expected.start_logits.numpy(), lengths)],
-            [row[:n] for row, n in zip(expected.end_logits.numpy(), lengths)],
-            self.max_answer_length, self.version_2_with_negative)
+        want_answers = QuestionAnsweringExport._in_memory_answers(self, contexts, reference,
+                                                                  expected, mask)
         got_answers = codec.predictions(served, windows, contexts)
         for i, ((text, start, end, score), got) in enumerate(zip(want_answers, got_answers)):
             if (got.answer, got.start, got.end) != (text, start, end):

@@ -79,21 +79,10 @@ class QuestionAnsweringExport(TaskExport):
     def __init__(self, run: RunDirectory, *, max_length: int | None = None,
                  parity_texts: Any = None) -> None:
         super().__init__(run, max_length=max_length, parity_texts=parity_texts)
-        from transformers import TFAutoModelForQuestionAnswering
-
-        try:
-            self.model = TFAutoModelForQuestionAnswering.from_pretrained(run.path)
-        except (OSError, ValueError, KeyError) as error:
-            raise RunDirError(
-                "Cannot load the fine-tuned model. Expected a TF question-answering model saved "
-                f"with `save_pretrained` in the run directory. Received: run_dir='{run.path}', "
-                f"error: {error}") from error
+        self.model = load_model(run)
         self.tokenizer = run.load_tokenizer()
         self._max_length = self._resolve_max_length(max_length)
-        config = run.fit_config
-        self.doc_stride = int(config.get("doc_stride", 128))
-        self.max_answer_length = int(config.get("max_answer_length", 30))
-        self.version_2_with_negative = bool(config.get("version_2_with_negative", False))
+        self._read_span_options()
         if not 0 < self.doc_stride < self._max_length - 4:
             raise ExportError(
                 f"doc_stride must be smaller than max_length - 4 (room for the question and new "
@@ -105,6 +94,25 @@ class QuestionAnsweringExport(TaskExport):
             self.model, in_graph, doc_stride=self.doc_stride,
             max_answer_length=self.max_answer_length,
             version_2_with_negative=self.version_2_with_negative)
+
+    def _read_span_options(self) -> None:
+        """`doc_stride`, `max_answer_length` and `version_2_with_negative` from the run's
+        fit_config.yaml (training's defaults when absent)."""
+        config = self.run.fit_config
+        self.doc_stride = int(config.get("doc_stride", 128))
+        self.max_answer_length = int(config.get("max_answer_length", 30))
+        self.version_2_with_negative = bool(config.get("version_2_with_negative", False))
+
+    def _in_memory_answers(self, contexts: Sequence[str], reference: dict[str, Any],
+                           outputs: Any, mask: np.ndarray) -> list[tuple[str, int, int, float]]:
+        """`_reference_answers` of the in-memory model's `outputs` on the `reference` windows
+        (`_hf_windows`), each window's logits cut to its tokens (`mask`)."""
+        lengths = mask.sum(axis=1)
+        return _reference_answers(
+            contexts, reference["example"], reference["offsets"],
+            [row[:n] for row, n in zip(outputs.start_logits.numpy(), lengths)],
+            [row[:n] for row, n in zip(outputs.end_logits.numpy(), lengths)],
+            self.max_answer_length, self.version_2_with_negative)
 
     def _resolve_max_length(self, max_length: int | None) -> int:
         source = "max_length"
@@ -169,12 +177,7 @@ class QuestionAnsweringExport(TaskExport):
                 f"The exported model's logits differ from the in-memory model's. Expected "
                 f"|difference| <= {TOLERANCE}. Received: {difference:.3g} on the parity pairs")
 
-        lengths = mask.sum(axis=1)
-        answers = _reference_answers(
-            contexts, reference["example"], reference["offsets"],
-            [row[:n] for row, n in zip(expected.start_logits.numpy(), lengths)],
-            [row[:n] for row, n in zip(expected.end_logits.numpy(), lengths)],
-            self.max_answer_length, self.version_2_with_negative)
+        answers = self._in_memory_answers(contexts, reference, expected, mask)
         served = loaded.signatures[SERVING_DEFAULT](question=tf.constant(questions),
                                                     context=tf.constant(contexts))
         for i, (text, start, end, score) in enumerate(answers):
@@ -218,6 +221,23 @@ class QuestionAnsweringExport(TaskExport):
                 raise ParityError(
                     "The exported tokenizer's character offsets differ from the Hugging Face "
                     f"tokenizer's. Expected {offsets}. Received: {got} (window {row})")
+
+
+def load_model(run: RunDirectory) -> Any:
+    """The run's `TFAutoModelForQuestionAnswering`.
+
+    Raises:
+        RunDirError: it cannot be loaded.
+    """
+    from transformers import TFAutoModelForQuestionAnswering
+
+    try:
+        return TFAutoModelForQuestionAnswering.from_pretrained(run.path)
+    except (OSError, ValueError, KeyError) as error:
+        raise RunDirError(
+            "Cannot load the fine-tuned model. Expected a TF question-answering model saved "
+            f"with `save_pretrained` in the run directory. Received: run_dir='{run.path}', "
+            f"error: {error}") from error
 
 
 def _parity_pairs(parity_texts: Any, max_length: int) -> list[tuple[str, str]]:
