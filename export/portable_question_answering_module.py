@@ -13,6 +13,7 @@ from export import _environment  # noqa: F401  (must run before TF/transformers 
 import tensorflow as tf  # noqa: E402
 
 from export._not_tracked import NotTracked  # noqa: E402
+from export.question_answering_serving_module import QuestionAnsweringServingModule  # noqa: E402,E501
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,9 @@ class PortableQuestionAnsweringModule(tf.Module):
             (DistilBERT) ignores that input.
     """
 
+    #: The text export's `tokens` body (model inputs → float32 start/end logits).
+    _logits = QuestionAnsweringServingModule._tokens
+
     def __init__(self, model: Any) -> None:
         super().__init__(name="portable_question_answering_module")
         self._model = NotTracked(model)
@@ -57,10 +61,3 @@ class PortableQuestionAnsweringModule(tf.Module):
         function = self.serving_default.get_concrete_function()
         return {name: function for name in self.signature_names}
 
-    def _logits(self, input_ids, attention_mask, token_type_ids):
-        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if self._model_takes_token_type_ids:
-            inputs["token_type_ids"] = token_type_ids
-        outputs = self._model.value(**inputs, training=False)
-        return {"start_logits": tf.cast(outputs.start_logits, tf.float32),
-                "end_logits": tf.cast(outputs.end_logits, tf.float32)}
