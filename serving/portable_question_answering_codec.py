@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from serving.portable_codec_files import read_client_tokenizer
 from serving.portable_question_answering_spans import AnswerSpanChooser
 from serving.portable_question_answering_tokenizer import QuestionAnsweringTokenizer
 from serving.portable_question_answering_windows import QuestionAnsweringWindows
@@ -70,18 +71,11 @@ class PortableQuestionAnsweringCodec:
         Raises:
             ValueError: A file or field is missing or invalid (the message names it).
         """
-        from tokenizers import Tokenizer
-
         config_file = Path(assets) / EXPORT_CONFIG_FILE
         source = str(assets)
-        tokenizer_file = Path(assets) / str(config.get("client_tokenizer",
-                                                       DEFAULT_CLIENT_TOKENIZER))
-        try:
-            tokenizer = Tokenizer.from_file(str(tokenizer_file))
-        except Exception as error:  # noqa: BLE001  (the Rust library raises plain Exceptions)
-            raise ValueError(f"Cannot read the client tokenizer {tokenizer_file} (client_"
-                             f"tokenizer in {config_file}). Expected a Hugging Face "
-                             f"tokenizer.json. Received: {error}") from None
+        tokenizer = read_client_tokenizer(
+            Path(assets) / str(config.get("client_tokenizer", DEFAULT_CLIENT_TOKENIZER)),
+            config_file)
         special = config.get("special_token_ids")
         pad = special.get("pad") if isinstance(special, dict) else None
         if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:

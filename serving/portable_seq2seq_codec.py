@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from serving.portable_codec_files import read_client_tokenizer
+from serving.portable_codec_files import require_portable
 from serving.prediction import Prediction
 
 BYT5 = "byt5"
@@ -78,11 +80,7 @@ class PortableSeq2SeqCodec:
                 (the message names the file and field).
         """
         config_file = Path(assets) / "export_config.json"
-        if config.get("portable") is not True:
-            raise ValueError(
-                f"Not a portable export. Expected \"portable\": true in {config_file} (written "
-                f"by `tfinetune export --portable`); a default seq2seq export takes text, no "
-                f"client tokenizer is needed. Received: portable={config.get('portable')!r}")
+        require_portable(config, config_file, "seq2seq")
         decode = config.get("decode") or {}
         pad_token_id = config.get("pad_token_id", _PAD_ID)
         if not isinstance(decode, dict) or not isinstance(pad_token_id, int):
@@ -92,16 +90,8 @@ class PortableSeq2SeqCodec:
         name = config.get("client_tokenizer")
         tokenizer = None
         if name != BYT5:
-            from tokenizers import Tokenizer
-
-            tokenizer_file = Path(assets) / str(name)
-            try:
-                tokenizer = Tokenizer.from_file(str(tokenizer_file))
-            except Exception as error:  # noqa: BLE001  (the Rust library raises Exceptions)
-                raise ValueError(
-                    f"Cannot read the client tokenizer {tokenizer_file} (client_tokenizer in "
-                    f"{config_file}). Expected a Hugging Face tokenizer.json or \"{BYT5}\". "
-                    f"Received: {error}") from None
+            tokenizer = read_client_tokenizer(Path(assets) / str(name), config_file,
+                                              alternative=f' or "{BYT5}"')
         return cls(tokenizer, max_length=int(config["max_length"]),
                    source_prefix=str(config.get("source_prefix") or ""),
                    pad_token_id=pad_token_id,

@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from serving.portable_codec_files import read_client_tokenizer
+from serving.portable_codec_files import require_portable
 from serving.portable_word_splitter import split_words
 from serving.prediction import Prediction
 from serving.token_classification_codec import decode_entities
@@ -97,15 +99,8 @@ class PortableTokenClassificationCodec:
             ValueError: The export is not a portable NER export or its files are invalid
                 (the message names the file and field).
         """
-        from tokenizers import Tokenizer
-
         config_file = Path(assets) / "export_config.json"
-        if config.get("portable") is not True:
-            raise ValueError(
-                f"Not a portable export. Expected \"portable\": true in {config_file} (written "
-                f"by `tfinetune export --portable`); a default token-classification export "
-                f"takes text, no client tokenizer is needed. Received: "
-                f"portable={config.get('portable')!r}")
+        require_portable(config, config_file, "token-classification")
         special = config.get("special_token_ids")
         tags = config.get("tags")
         if (not isinstance(special, dict) or not all(
@@ -115,13 +110,8 @@ class PortableTokenClassificationCodec:
         if not isinstance(tags, list) or not tags or not all(isinstance(t, str) for t in tags):
             raise ValueError(f"Invalid tags in {config_file}. Expected a non-empty list of tag "
                              f"names. Received: {tags!r}")
-        tokenizer_file = Path(assets) / str(config.get("client_tokenizer"))
-        try:
-            tokenizer = Tokenizer.from_file(str(tokenizer_file))
-        except Exception as error:  # noqa: BLE001  (the Rust library raises plain Exceptions)
-            raise ValueError(f"Cannot read the client tokenizer {tokenizer_file} (client_"
-                             f"tokenizer in {config_file}). Expected a Hugging Face "
-                             f"tokenizer.json. Received: {error}") from None
+        tokenizer = read_client_tokenizer(Path(assets) / str(config.get("client_tokenizer")),
+                                          config_file)
         return cls(tokenizer, tags=tags, max_length=int(config["max_length"]),
                    cls_token_id=special["cls"], sep_token_id=special["sep"],
                    pad_token_id=special["pad"], source=str(assets),
