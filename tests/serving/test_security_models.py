@@ -23,9 +23,11 @@ FORBIDDEN = re.compile(
     r"\b(pickle|cPickle|cloudpickle|dill|joblib|marshal|shelve|torch)\b|\beval\(|\bexec\(|"
     r"yaml\.(unsafe_)?load\(|allow_pickle\s*=\s*True|\bload_model\(|\bimport_module\(|"
     r"\b__import__\(|keras\.models\.load|tf\.keras\.models|\brunpy\b")
-# Dynamic imports of module names written in the source (the package's lazy exports and
-# serving.task_codec.TASK_CODECS), never taken from a model or a request.
-ALLOWED = {("task_codec.py", "import_module("), ("__init__.py", "import_module(")}
+# Dynamic imports of module names written in the source (the package's lazy exports,
+# serving.task_codec.TASK_CODECS and serving.client_tokenizer.PORTABLE_TASK_CODECS: a task name
+# read from a model only selects one of those entries), never taken from a model or a request.
+ALLOWED = {("task_codec.py", "import_module("), ("__init__.py", "import_module("),
+           ("client_tokenizer.py", "import_module(")}
 
 
 class _Payload:
