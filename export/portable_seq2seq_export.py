@@ -167,15 +167,8 @@ class PortableSeq2SeqExport(Seq2SeqExport):
         loaded = tf.saved_model.load(str(export_dir))
         received_ids = loaded.signatures[SERVING_DEFAULT](
             **{key: tf.constant(inputs[key]) for key in INPUTS})[GENERATED_IDS].numpy()
-        pad = self.model.config.pad_token_id or 0
         for i, text in enumerate(texts):
-            expected = list(expected_ids[i])
-            expected += [pad] * (received_ids.shape[1] - len(expected))
-            if list(received_ids[i]) != expected:
-                raise ParityError(
-                    "The exported generation disagrees with the in-memory model's `generate`. "
-                    f"Expected generated_ids={expected} for text {text!r}. Received: "
-                    f"{list(received_ids[i])}")
+            self._check_generated_ids(text, expected_ids[i], received_ids[i])
         received_texts = codec.decode(received_ids)
         for i, text in enumerate(texts):
             if received_texts[i] != expected_texts[i]:

@@ -138,15 +138,8 @@ class Seq2SeqExport(TaskExport):
         outputs = loaded.signatures[SERVING_DEFAULT](**{TEXT: tf.constant(texts)})
         received_ids = outputs[GENERATED_IDS].numpy()
         received_texts = [value.decode("utf-8") for value in outputs[GENERATED_TEXT].numpy()]
-        pad = self.model.config.pad_token_id or 0
         for i, text in enumerate(texts):
-            expected = list(expected_ids[i])
-            expected += [pad] * (received_ids.shape[1] - len(expected))
-            if list(received_ids[i]) != expected:
-                raise ParityError(
-                    "The exported generation disagrees with the in-memory model's `generate`. "
-                    f"Expected generated_ids={expected} for text {text!r}. Received: "
-                    f"{list(received_ids[i])}")
+            self._check_generated_ids(text, expected_ids[i], received_ids[i])
             if received_texts[i] != expected_texts[i]:
                 raise ParityError(
                     "The exported detokenizer disagrees with the Hugging Face tokenizer's "
@@ -154,6 +147,19 @@ class Seq2SeqExport(TaskExport):
                     f"{text!r}. Received: {received_texts[i]!r}")
         logger.info("Parity: %d texts generate the same ids and text", len(texts))
         return 0.0
+
+    def _check_generated_ids(self, text: str, expected_ids: Sequence[int],
+                             received: np.ndarray) -> None:
+        """Raises ParityError unless `received` (a row of the SavedModel's `generated_ids`) is
+        the in-memory model's `expected_ids` padded with the pad id to its width."""
+        pad = self.model.config.pad_token_id or 0
+        expected = list(expected_ids)
+        expected += [pad] * (len(received) - len(expected))
+        if list(received) != expected:
+            raise ParityError(
+                "The exported generation disagrees with the in-memory model's `generate`. "
+                f"Expected generated_ids={expected} for text {text!r}. Received: "
+                f"{list(received)}")
 
     def reference(self, texts: Sequence[str]) -> tuple[list[list[int]], list[str], dict]:
         """`(generated ids, generated texts, encoding)` of the in-memory model and Hugging Face
