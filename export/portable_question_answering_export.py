@@ -13,8 +13,6 @@ from export import _environment  # noqa: F401  (must run before TF/transformers 
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from tensorflow_serving.apis import predict_pb2  # noqa: E402
-from tensorflow_serving.apis import prediction_log_pb2  # noqa: E402
 
 from export.errors import ExportError  # noqa: E402
 from export.errors import ParityError  # noqa: E402
@@ -32,6 +30,7 @@ from export.question_answering_export import _parity_pairs  # noqa: E402
 from export.run_directory import RunDirectory  # noqa: E402
 from export.task_export import TaskExport  # noqa: E402
 from export.warmup_requests import WARMUP_REQUESTS_FILE  # noqa: E402
+from export.warmup_requests import predict_log  # noqa: E402
 from export.warmup_requests import write_logs  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -124,12 +123,7 @@ class PortableQuestionAnsweringExport(TaskExport):
         logs = []
         for size in (1, 2, len(pairs)):
             inputs = codec.encode([q for q, _ in pairs[:size]], [c for _, c in pairs[:size]])
-            request = predict_pb2.PredictRequest()
-            request.model_spec.signature_name = SERVING_DEFAULT
-            for name in TOKEN_INPUTS:
-                request.inputs[name].CopyFrom(tf.make_tensor_proto(inputs[name], tf.int32))
-            logs.append(prediction_log_pb2.PredictionLog(
-                predict_log=prediction_log_pb2.PredictLog(request=request)))
+            logs.append(predict_log({name: inputs[name] for name in TOKEN_INPUTS}))
         return write_logs(assets_extra / WARMUP_REQUESTS_FILE, logs)
 
     def check_parity(self, export_dir: Path) -> float:

@@ -183,23 +183,16 @@ class PortableSeq2SeqExport(Seq2SeqExport):
     def _write_warmup_requests(self, assets_extra: Path, config: dict) -> Path:
         """Predict requests on `serving_default` with the client's ids of one, two and all
         `WARMUP_TEXTS` (replaying them also compiles the XLA generation)."""
-        from tensorflow_serving.apis import predict_pb2
-        from tensorflow_serving.apis import prediction_log_pb2
-
         from serving.portable_seq2seq_codec import PortableSeq2SeqCodec
 
+        from export.warmup_requests import predict_log
         from export.warmup_requests import write_logs
 
         codec = PortableSeq2SeqCodec.from_export(assets_extra,
                                                  {**config, "max_length": self._max_length})
         logs = []
         for size in (1, 2, len(WARMUP_TEXTS)):
-            request = predict_pb2.PredictRequest()
-            request.model_spec.signature_name = SERVING_DEFAULT
-            for name, values in codec.encode(list(WARMUP_TEXTS[:size])).items():
-                request.inputs[name].CopyFrom(tf.make_tensor_proto(values, dtype=tf.int32))
-            logs.append(prediction_log_pb2.PredictionLog(
-                predict_log=prediction_log_pb2.PredictLog(request=request)))
+            logs.append(predict_log(codec.encode(list(WARMUP_TEXTS[:size]))))
         return write_logs(assets_extra / WARMUP_REQUESTS_FILE, logs)
 
 

@@ -202,11 +202,9 @@ class PortableTokenClassificationExport(TokenClassificationExport):
         """Predict requests on `serving_default` with the client's windows of one, two and all
         default parity texts (one longer than `max_length`), then all of them padded to
         `max_length` (the shape of `--pad-to-max-length` clients)."""
-        from tensorflow_serving.apis import predict_pb2
-        from tensorflow_serving.apis import prediction_log_pb2
-
         from serving.portable_token_classification_codec import PortableTokenClassificationCodec
 
+        from export.warmup_requests import predict_log
         from export.warmup_requests import write_logs
 
         texts = default_parity_texts(self._max_length)
@@ -215,12 +213,7 @@ class PortableTokenClassificationExport(TokenClassificationExport):
             codec = PortableTokenClassificationCodec.from_export(
                 assets_extra, {**config, "max_length": self._max_length},
                 pad_to_max_length=padded)
-            request = predict_pb2.PredictRequest()
-            request.model_spec.signature_name = SERVING_DEFAULT
-            for name, values in codec.encode(texts[:size]).items():
-                request.inputs[name].CopyFrom(tf.make_tensor_proto(values, dtype=tf.int32))
-            logs.append(prediction_log_pb2.PredictionLog(
-                predict_log=prediction_log_pb2.PredictLog(request=request)))
+            logs.append(predict_log(codec.encode(texts[:size])))
         return write_logs(assets_extra / WARMUP_REQUESTS_FILE, logs)
 
 

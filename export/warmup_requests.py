@@ -10,8 +10,10 @@ format is TF Serving's: a TFRecord of `tensorflow.serving.PredictionLog`
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from export import _environment  # noqa: F401  (must run before TF/transformers imports)
 
@@ -94,6 +96,18 @@ def example_log(examples: Sequence[tf.train.Example],
     request.input.example_list.examples.extend(examples)
     return prediction_log_pb2.PredictionLog(
         classify_log=prediction_log_pb2.ClassifyLog(request=request))
+
+
+def predict_log(inputs: Mapping[str, Any], dtype: tf.DType = tf.int32,
+                signature_name: str = SERVING_DEFAULT) -> prediction_log_pb2.PredictionLog:
+    """A warm-up Predict request on `signature_name` with `inputs` (name → values of `dtype`),
+    e.g. the token ids a portable export's clients send."""
+    request = predict_pb2.PredictRequest()
+    request.model_spec.signature_name = signature_name
+    for name, values in inputs.items():
+        request.inputs[name].CopyFrom(tf.make_tensor_proto(values, dtype=dtype))
+    return prediction_log_pb2.PredictionLog(
+        predict_log=prediction_log_pb2.PredictLog(request=request))
 
 
 def write_logs(path: str | Path, logs: Sequence[prediction_log_pb2.PredictionLog]) -> Path:
