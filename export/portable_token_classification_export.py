@@ -43,6 +43,8 @@ from export.token_classification_export import TOLERANCE  # noqa: E402
 from export.token_classification_export import TokenClassificationExport  # noqa: E402
 from export.token_classification_export import _compare  # noqa: E402
 from export.token_classification_export import default_parity_texts  # noqa: E402
+from export.token_classification_export import hf_windows  # noqa: E402
+from export.token_classification_export import unpadded_rows  # noqa: E402
 from export.token_classifier_serving_module import TokenClassifierServingModule  # noqa: E402
 from export.warmup_requests import WARMUP_REQUESTS_FILE  # noqa: E402
 
@@ -157,13 +159,9 @@ class PortableTokenClassificationExport(TokenClassificationExport):
                     f"The client splits words differently from the default export's graph. "
                     f"Expected the words {[graph_words[w] for w in tagged]} (word, byte start, "
                     f"byte end). Received: {list(layout.words)} for text {text!r}")
-            ids = expected["input_ids"]
-            windows = [[self.tokenizer.cls_token_id, *ids[k:k + budget],
-                        self.tokenizer.sep_token_id]
-                       for k in range(0, max(len(ids), 1), budget)]
-            rows = range(layout.first_row, layout.first_row + layout.window_count)
-            received = [inputs["input_ids"][row][:inputs["attention_mask"][row].sum()].tolist()
-                        for row in rows]
+            windows = hf_windows(self.tokenizer, expected["input_ids"], budget)
+            received = unpadded_rows(
+                inputs, range(layout.first_row, layout.first_row + layout.window_count))
             if received != windows:
                 raise ParityError(
                     f"The client tokenises differently from the run's "

@@ -27,6 +27,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 from typing import Any
+from typing import Iterable
+from typing import Mapping
 from typing import Sequence
 
 from export import _environment  # noqa: F401  (must run before TF/transformers imports)
@@ -162,12 +164,9 @@ class TokenClassificationExport(TaskExport):
             words = [data[start:end].decode("utf-8") for start, end in
                      zip(served["word_start"][i][:count], served["word_end"][i][:count])]
             expected = self.tokenizer(words, is_split_into_words=True, add_special_tokens=False)
-            ids = expected["input_ids"]
-            windows = [[self.tokenizer.cls_token_id, *ids[k:k + budget],
-                        self.tokenizer.sep_token_id] for k in range(0, max(len(ids), 1), budget)]
+            windows = hf_windows(self.tokenizer, expected["input_ids"], budget)
             rows = range(first_rows[i], first_rows[i] + encoded["window_count"][i])
-            received = [encoded["input_ids"][row][:encoded["attention_mask"][row].sum()].tolist()
-                        for row in rows]
+            received = unpadded_rows(encoded, rows)
             if received != windows:
                 raise ParityError(
                     f"The in-graph tokenizer differs from the Hugging Face tokenizer. Expected "
@@ -213,6 +212,19 @@ class TokenClassificationExport(TaskExport):
         if self.module._model_takes_token_type_ids:
             inputs["token_type_ids"] = tf.zeros([1, len(ids)], tf.int32)
         return tf.cast(self.model(inputs, training=False).logits, tf.float32).numpy()[0]
+
+
+def hf_windows(tokenizer: Any, ids: Sequence[int], budget: int) -> list[list[int]]:
+    """The windows of one text's word-piece `ids` (without special tokens): consecutive runs
+    of `budget` pieces, each as [CLS] pieces [SEP]; one window when there are no pieces."""
+    return [[tokenizer.cls_token_id, *ids[k:k + budget], tokenizer.sep_token_id]
+            for k in range(0, max(len(ids), 1), budget)]
+
+
+def unpadded_rows(inputs: Mapping[str, np.ndarray], rows: Iterable[int]) -> list[list[int]]:
+    """The `input_ids` of `rows` without their padding (as far as `attention_mask` reaches)."""
+    return [inputs["input_ids"][row][:inputs["attention_mask"][row].sum()].tolist()
+            for row in rows]
 
 
 def _first_tokens(word_ids: Sequence[int | None]) -> dict[int, int]:
