@@ -24,6 +24,7 @@ import pytest
 
 from tests.conftest import synthetic_sentiment_rows
 from tests.conftest import write_csv
+from tests.tfinetune.test_crash_resume import final_weights as saved_weights
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # 64 rows: 4 steps of a global batch of 16 per epoch, 12 in all.
@@ -96,21 +97,6 @@ def assert_same_weights(got, expected, atol):
     assert sorted(got) == sorted(expected)
     for name in expected:
         np.testing.assert_allclose(got[name], expected[name], atol=atol, rtol=0, err_msg=name)
-
-
-def saved_weights(run_dir):
-    """The run's saved model weights by name (without the Keras model instance's name)."""
-    import h5py
-
-    weights = {}
-
-    def visit(name, item):
-        if isinstance(item, h5py.Dataset):
-            weights[re.sub(r"^([^/]+)/[^/]+/", r"\1/", name)] = item[()]
-
-    with h5py.File(run_dir / "tf_model.h5", "r") as file:
-        file.visititems(visit)
-    return weights
 
 
 @pytest.fixture(scope="module")
