@@ -189,10 +189,14 @@ def test_version_2_module_answers_nothing_when_cls_wins(qa_reference, qa_run_dir
     module = QuestionAnsweringServingModule(
         model, InGraphTokenizer.from_hf_tokenizer(tokenizer, max_length=QA_MAX_LENGTH),
         doc_stride=QA_DOC_STRIDE, max_answer_length=5, version_2_with_negative=True)
-    questions = ["where is paris ?", "where is paris ?", "where is rome ?"]
-    # Training labelled windows without the fact with [CLS]: contexts without it say "no".
+    # Training labelled windows without the fact with [CLS]: contexts without it say "no" —
+    # mostly: the tiny model's training is not bit-reproducible across machines (multi-threaded
+    # CPU kernels), so several such contexts are asked and at least one must get no answer.
+    questions = ["where is paris ?", "where is paris ?", "where is rome ?", "where is paris ?",
+                 "where is rome ?"]
     contexts = ["the city of paris is in france .", "the river is long . a bridge is old .",
-                " ".join(["the town has old houses ."] * 6)]
+                " ".join(["the town has old houses ."] * 6), "the weather is cold today .",
+                "a dog runs in the park . the grass is green ."]
     outputs = module.serving_default(tf.constant(questions), tf.constant(contexts))
     expected = reference_answers(model, tokenizer, questions, contexts,
                                  version_2_with_negative=True)
@@ -200,7 +204,7 @@ def test_version_2_module_answers_nothing_when_cls_wins(qa_reference, qa_run_dir
         outputs["answer"].numpy(), outputs["start"].numpy(), outputs["end"].numpy())]
     assert got == [(answer.text, answer.start, answer.end) for answer in expected]
     assert got[0][0] == "france"
-    assert got[1:] == [("", 0, 0), ("", 0, 0)]
+    assert ("", 0, 0) in got[1:], got  # the no-answer branch of the graph was taken
     np.testing.assert_allclose(outputs["score"].numpy(), [a.score for a in expected], atol=1e-4)
 
 
