@@ -39,9 +39,9 @@ class ResumableBackup(tf_keras.callbacks.BackupAndRestore):
     (saving is collective); the chief into `backup_dir/chief`, the others into a temporary
     directory that Keras deletes after each save (give them a `backup_dir` outside the run
     directory). After every step the workers agree (one small all-reduce) to back up when a
-    backup is due on any of them. On resume only
-    the chief reads the backup; the others then take its restored state (weights, optimizer,
-    dropout generators, position) through collectives, so they need no shared filesystem.
+    backup is due on any of them. On resume only the chief reads the backup; the others then
+    take its restored state (weights, optimizer, dropout generators, position) through
+    collectives, so they need no shared filesystem.
 
     Args:
         backup_dir: Directory of the backup.
