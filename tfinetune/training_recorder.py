@@ -21,8 +21,9 @@ class TrainingRecorder(tf_keras.callbacks.Callback):
     when there is no such value. Its weights are saved as `best-epoch-<N>.h5` (written
     under a temporary name, then renamed), in the legacy HDF5 format of the layers' weights:
     Keras' `.weights.h5` also holds the metrics' sync-on-read variables, which under
-    MultiWorkerMirroredStrategy only all workers together can read. On resume, epochs at or after the one training
-    restarts from are dropped from the history, since they will run again.
+    MultiWorkerMirroredStrategy only all workers together can read. On resume, epochs at or
+    after the one training restarts from are dropped from the history, since they will run
+    again.
 
     The weights of an epoch that is no longer the best are deleted at the start of the next
     epoch, once the epoch-end backup (taken after this callback's `on_epoch_end`) is written: a
